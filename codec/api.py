@@ -1,0 +1,121 @@
+"""encode() and decode(): the whole data path, in one direction each.
+
+encode: image → 8-bit RGB array → edge padding → model.compress (analysis
+transform, quantization, entropy coding) → container.
+decode: container → model.decompress → crop → image in the original colour mode.
+
+Quality. ``quality`` is a number from 1 to 100, higher is better, as in cjpeg
+and cwebp. It maps to a target λ log-uniformly over CompressAI's λ range,
+
+    λ(q) = 0.0018 · 100 ** ((q − 1) / 99),   so λ(1) = 0.0018 and λ(100) = 0.18,
+
+and the encoder uses the shipped rate point of the model whose λ is nearest to
+λ(q) on a log scale (until a variable-rate model exists).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+from codec import container, weights
+from codec.container import Header
+from codec.entropy import CODERS, EntropyDecodeError
+from codec.errors import FormatError, WeightsError
+from codec.image import ImageLike, pad, to_array, to_image, unpad
+from codec.models import ARCHITECTURES, PAD_MULTIPLE
+
+DEFAULT_MODEL = "bmshj2018-hyperprior"
+DEFAULT_QUALITY = 75
+LAMBDA_MIN, LAMBDA_MAX = 0.0018, 0.18
+
+
+def lambda_for_quality(quality: float) -> float:
+    """The λ that quality 1..100 asks for (log-uniform over CompressAI's range)."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    return LAMBDA_MIN * (LAMBDA_MAX / LAMBDA_MIN) ** ((quality - 1) / 99)
+
+
+def select_rate_point(model: str, quality: float) -> weights.RatePoint:
+    """The shipped rate point of `model` nearest to λ(quality) on a log scale."""
+    if model not in ARCHITECTURES:
+        raise WeightsError(f"unknown model {model!r}; known models: {', '.join(ARCHITECTURES)}")
+    points = weights.rate_points(model)
+    if not points:
+        raise WeightsError(f"no weights for model {model!r} in {weights.weights_dir()}")
+    target = math.log(lambda_for_quality(quality))
+    return min(points, key=lambda p: abs(math.log(p.lmbda) - target))
+
+
+def encode(
+    image: ImageLike,
+    quality: float = DEFAULT_QUALITY,
+    model: str = DEFAULT_MODEL,
+    coder: str = "range",
+    device: str = "cpu",
+) -> bytes:
+    """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes."""
+    if coder not in CODERS:
+        raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
+    array, mode = to_array(image)
+    height, width = array.shape[:2]
+    if height > container.MAX_DIMENSION or width > container.MAX_DIMENSION or height * width > container.MAX_PIXELS:
+        raise container.FormatError(
+            f"image size {width}×{height} exceeds the format's limits "
+            f"({container.MAX_DIMENSION} per side, {container.MAX_PIXELS} pixels)"
+        )
+    point = select_rate_point(model, quality)
+    net = weights.load(point, device)
+    x = pad(array, PAD_MULTIPLE).to(device)
+    streams = net.compress(x, coder)
+    shapes = net.latent_shapes(x.shape[2], x.shape[3])
+    header = Header(
+        model=model,
+        fingerprint=point.fingerprint,
+        rate=point.lmbda,
+        coder=coder,
+        mode=mode,
+        height=height,
+        width=width,
+        latent_shapes=tuple(shapes[name] for name in net.stream_names),
+    )
+    return container.pack(header, streams)
+
+
+def read_header(data: bytes) -> Header:
+    """Validate a file and return its header (without decoding pixels)."""
+    return container.unpack(data)[0]
+
+
+def rate_point_of(header: Header) -> weights.RatePoint:
+    """The installed weights a file was made with, or an error naming what is missing."""
+    if header.model not in ARCHITECTURES:
+        raise FormatError(f"unknown model {header.model!r} (this aecodec knows {', '.join(ARCHITECTURES)})")
+    for point in weights.rate_points(header.model):
+        if point.fingerprint == header.fingerprint:
+            if np.float32(point.lmbda) != np.float32(header.rate):
+                raise FormatError(f"rate parameter {header.rate:g} does not match the weights' λ {point.lmbda:g}")
+            return point
+    raise WeightsError(
+        f"file was made with {header.model} weights {header.fingerprint.hex()} (λ={header.rate:g}), "
+        f"which are not installed in {weights.weights_dir()}"
+    )
+
+
+def decode(data: bytes, device: str = "cpu") -> Image.Image:
+    """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded)."""
+    header, streams = container.unpack(data)
+    net = weights.load(rate_point_of(header), device)
+    padded_height = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
+    padded_width = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
+    expected = net.latent_shapes(padded_height, padded_width)
+    if header.latent_shapes != tuple(expected[name] for name in net.stream_names):
+        raise FormatError("latent shapes in the stream table do not match the model and image size")
+    try:
+        x_hat = net.decompress(streams, padded_height, padded_width, header.coder)
+    except EntropyDecodeError as error:
+        raise FormatError(f"entropy-coded stream is corrupt: {error}") from None
+    return to_image(unpad(x_hat, header.height, header.width), header.mode)

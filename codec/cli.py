@@ -1,0 +1,265 @@
+"""The aecodec command line: encode, decode, info, eval, models.
+
+Conventions of cjpeg/cwebp/avifenc: ``-`` is stdin or stdout; an existing output
+is never overwritten without ``-f``; outputs are written to a temporary file in
+the same folder and renamed into place, so a failure leaves nothing behind;
+errors are one line on stderr with exit code 1 (2 for usage errors), and a
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from codec import __version__, api, container, weights
+from codec.entropy import CODERS
+from codec.errors import AecError, AecWarning
+from codec.image import open_image, to_array
+from codec.metrics import bits_per_pixel, psnr
+from codec.models import ARCHITECTURES
+
+
+class UsageError(AecError):
+    """A problem with the command line itself (exit code 2)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_usage(sys.stderr)
+        return 2
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AecWarning)
+            args.run(args)
+        for warning in caught:
+            if issubclass(warning.category, AecWarning):
+                print(f"aecodec: warning: {warning.message}", file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:
+        print("aecodec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 — every failure becomes one line
+        if args.debug:
+            raise
+        print(f"aecodec: error: {_describe(error)}", file=sys.stderr)
+        return 2 if isinstance(error, UsageError) else 1
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    if isinstance(error, MemoryError):
+        return "out of memory"
+    message = str(error).strip().splitlines()
+    return message[0] if message else type(error).__name__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aecodec", description="Learned image codec.")
+    parser.add_argument("--version", action="version", version=f"aecodec {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run the networks")
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
+    output.add_argument("--quiet", action="store_true", help="print nothing on success")
+    choice = argparse.ArgumentParser(add_help=False)
+    choice.add_argument("-q", "--quality", type=float, default=api.DEFAULT_QUALITY, help="1..100, higher is better (default %(default)s)")
+    choice.add_argument("--model", default=api.DEFAULT_MODEL, choices=sorted(ARCHITECTURES), help="default %(default)s")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("encode", parents=[common, output, choice], help="compress an image into an .aec file")
+    p.add_argument("input", help="image file, or - for stdin")
+    p.add_argument("output", help=".aec file, or - for stdout")
+    p.add_argument("--coder", default="range", choices=CODERS, help="entropy coder (default %(default)s)")
+    p.set_defaults(run=run_encode)
+
+    p = sub.add_parser("decode", parents=[common, output], help="decompress an .aec file into an image")
+    p.add_argument("input", help=".aec file, or - for stdin")
+    p.add_argument("output", help="image file (format from its extension), or - for PNG on stdout")
+    p.set_defaults(run=run_decode)
+
+    p = sub.add_parser("info", parents=[common], help="show the header of an .aec file")
+    p.add_argument("input", help=".aec file, or - for stdin")
+    p.set_defaults(run=run_info)
+
+    p = sub.add_parser("eval", parents=[common, choice], help="encode and decode images in memory; print bpp and PSNR")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--coder", default="range", choices=CODERS)
+    p.set_defaults(run=run_eval)
+
+    p = sub.add_parser("models", parents=[common], help="list the installed models and rate points")
+    p.set_defaults(run=run_models)
+    return parser
+
+
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available")
+
+
+def _check_quality(quality: float) -> None:
+    if not 1 <= quality <= 100:
+        raise UsageError(f"quality must be between 1 and 100, got {quality:g}")
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    return Path(path).read_bytes()
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """Fail before any work if the output cannot be written as asked."""
+    if args.output == "-":
+        return
+    out = Path(args.output)
+    if out.exists() or out.is_symlink():
+        if args.input != "-" and Path(args.input).exists() and os.path.samefile(args.input, out):
+            raise UsageError(f"{out}: output is the same file as the input")
+        if not args.force:
+            raise UsageError(f"{out}: already exists (use -f to overwrite)")
+        if out.is_dir():
+            raise UsageError(f"{out}: is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: no such directory")
+
+
+def _write_output(path: str, data: bytes, force: bool) -> None:
+    """Write all of `data` or nothing: temporary file in the same folder, then rename."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    out = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, out)
+        else:
+            os.link(tmp, out)  # fails if `out` appeared meanwhile: never clobber
+            os.unlink(tmp)
+    except FileExistsError:
+        raise UsageError(f"{out}: already exists (use -f to overwrite)") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def run_encode(args: argparse.Namespace) -> None:
+    _check_device(args.device)
+    _check_quality(args.quality)
+    _check_output(args)
+    image = open_image(_read_input(args.input))
+    data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
+    _write_output(args.output, data, args.force)
+    if not args.quiet:
+        header = api.read_header(data)
+        bpp = bits_per_pixel(len(data), header.height, header.width)
+        print(
+            f"{args.input} → {args.output}: {header.width}×{header.height}, {len(data)} bytes, "
+            f"{bpp:.4f} bpp ({header.model}, λ={header.rate:.4g})",
+            file=sys.stderr,
+        )
+
+
+def _output_format(path: str) -> str:
+    if path == "-":
+        return "PNG"
+    extension = Path(path).suffix.lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise UsageError(f"{path}: unknown image extension {extension!r} (try .png)")
+    return image_format
+
+
+def run_decode(args: argparse.Namespace) -> None:
+    _check_device(args.device)
+    image_format = _output_format(args.output)
+    _check_output(args)
+    image = api.decode(_read_input(args.input), device=args.device)
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    _write_output(args.output, buffer.getvalue(), args.force)
+    if not args.quiet:
+        print(f"{args.input} → {args.output}: {image.width}×{image.height} {image.mode}", file=sys.stderr)
+
+
+def run_info(args: argparse.Namespace) -> None:
+    data = _read_input(args.input)
+    header = api.read_header(data)
+    streams = container.unpack(data)[1]
+    try:
+        point = api.rate_point_of(header)
+        installed = f"installed ({point.weights_path.name})"
+    except AecError as error:
+        installed = f"not usable: {error}"
+    names = ARCHITECTURES[header.model].stream_names if header.model in ARCHITECTURES else ()
+    lines = [
+        f"file: {args.input}",
+        f"format version: {container.VERSION}",
+        f"model: {header.model}",
+        f"weights: {header.fingerprint.hex()} ({installed})",
+        f"rate parameter (lambda): {header.rate:.6g}",
+        f"entropy coder: {header.coder}",
+        f"colour mode: {'grayscale' if header.mode == 'L' else 'RGB'}",
+        f"size: {header.width}×{header.height}",
+    ]
+    for i, (shape, stream) in enumerate(zip(header.latent_shapes, streams)):
+        name = names[i] if i < len(names) else str(i)
+        lines.append(f"stream {name}: latent {shape[0]}×{shape[1]}×{shape[2]}, {len(stream)} bytes")
+    lines += [
+        f"file size: {len(data)} bytes",
+        f"bpp: {bits_per_pixel(len(data), header.height, header.width):.4f}",
+    ]
+    print("\n".join(lines))
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    _check_device(args.device)
+    _check_quality(args.quality)
+    point = api.select_rate_point(args.model, args.quality)
+    print(f"model {args.model}, quality {args.quality:g} → λ={point.lmbda:g}, coder {args.coder}")
+    print(f"{'image':<28} {'size':>11} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8}")
+    for path in args.images:
+        image = open_image(path)
+        reference, mode = to_array(image)
+        data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
+        decoded = np.asarray(api.decode(data, device=args.device).convert("RGB"))
+        if mode == "L":
+            reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))
+        height, width = reference.shape[:2]
+        bpp = bits_per_pixel(len(data), height, width)
+        print(f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} {psnr(reference, decoded):>8.2f}")
+
+
+def run_models(args: argparse.Namespace) -> None:
+    points = weights.rate_points()
+    if not points:
+        raise AecError(f"no weights installed in {weights.weights_dir()}")
+    for point in points:
+        kodak = point.card.get("kodak", {})
+        measured = f"Kodak {kodak['bpp']:.3f} bpp, {kodak['psnr']:.2f} dB" if kodak else "not measured"
+        print(f"{point.model:<24} λ={point.lmbda:<8g} N={point.card['N']:<4} M={point.card['M']:<4} {measured}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

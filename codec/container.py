@@ -1,0 +1,157 @@
+"""The .aec file format, version 1: every byte, and its validation.
+
+All integers are little-endian. Offsets are from the start of the file; L is
+the length of the model name. docs/FORMAT.md is the same table with prose.
+
+    offset    size  field
+    0         4     magic: 89 41 45 43 ("\\x89AEC")
+    4         1     format version: 1
+    5         1     flags: 0 (reserved; any other value is an error)
+    6         1     L: length of the model name, 1..64
+    7         L     model name, ASCII (e.g. "bmshj2018-hyperprior")
+    7+L       8     weights fingerprint: first 8 bytes of the SHA-256 of the weights file
+    15+L      4     rate parameter: λ of the rate point, float32
+    19+L      1     entropy coder: 0 = range (constriction), 1 = ans (compressai rANS)
+    20+L      1     colour mode: 1 = grayscale, 3 = RGB
+    21+L      4     image height, 1..65535
+    25+L      4     image width, 1..65535; height × width ≤ 2**26
+    29+L      1     S: number of latent streams, 1..8
+    30+L      10·S  per stream: channels u16, rows u16, columns u16, byte length u32
+    30+L+10S  Σ     the S streams' bytes, back to back, in the order above
+    end-4     4     CRC-32 (zlib) of every byte before it
+
+The file is exactly that long: trailing bytes are an error. `unpack` checks the
+structure and the CRC before it returns anything; the codec then checks that
+the model, weights and latent shapes are the ones the header implies.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass
+
+from codec.errors import FormatError
+
+MAGIC = b"\x89AEC"
+VERSION = 1
+MAX_NAME_LENGTH = 64
+MAX_DIMENSION = 65535
+MAX_PIXELS = 1 << 26
+MAX_STREAMS = 8
+CODER_IDS = {"range": 0, "ans": 1}
+MODE_IDS = {"L": 1, "RGB": 3}
+
+_FIXED_AFTER_NAME = struct.Struct("<8sfBBIIB")  # fingerprint … stream count
+_STREAM = struct.Struct("<HHHI")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What an .aec file says about itself, besides the stream bytes."""
+
+    model: str
+    fingerprint: bytes
+    rate: float
+    coder: str
+    mode: str
+    height: int
+    width: int
+    latent_shapes: tuple[tuple[int, int, int], ...]
+
+
+def pack(header: Header, streams: list[bytes]) -> bytes:
+    """Serialize a header and its streams (one per latent shape) into a file."""
+    name = header.model.encode("ascii")
+    if not 1 <= len(name) <= MAX_NAME_LENGTH or len(streams) != len(header.latent_shapes):
+        raise ValueError("invalid header")
+    parts = [MAGIC, bytes([VERSION, 0, len(name)]), name]
+    parts.append(
+        _FIXED_AFTER_NAME.pack(
+            header.fingerprint,
+            header.rate,
+            CODER_IDS[header.coder],
+            MODE_IDS[header.mode],
+            header.height,
+            header.width,
+            len(streams),
+        )
+    )
+    for shape, stream in zip(header.latent_shapes, streams):
+        parts.append(_STREAM.pack(*shape, len(stream)))
+    parts.extend(streams)
+    body = b"".join(parts)
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> tuple[Header, list[bytes]]:
+    """Parse and validate a file; raises FormatError naming the first failed check."""
+    reader = _Reader(data)
+    if reader.take(4, "magic") != MAGIC:
+        raise FormatError("not an .aec file (bad magic bytes)")
+    version, flags, name_length = reader.take(3, "version")
+    if version != VERSION:
+        raise FormatError(f"unsupported .aec format version {version} (this aecodec reads version {VERSION})")
+    if flags != 0:
+        raise FormatError(f"unknown header flags {flags:#04x}")
+    if not 1 <= name_length <= MAX_NAME_LENGTH:
+        raise FormatError(f"model name length {name_length} out of range 1..{MAX_NAME_LENGTH}")
+    name = reader.take(name_length, "model name")
+    if not all(0x21 <= c < 0x7F for c in name):
+        raise FormatError("model name is not printable ASCII")
+    fingerprint, rate, coder_id, mode_id, height, width, count = _FIXED_AFTER_NAME.unpack(
+        reader.take(_FIXED_AFTER_NAME.size, "header")
+    )
+    coder = _lookup(CODER_IDS, coder_id, "entropy coder")
+    mode = _lookup(MODE_IDS, mode_id, "colour mode")
+    if not (math.isfinite(rate) and rate > 0):
+        raise FormatError(f"rate parameter {rate} is not a positive number")
+    if not (1 <= height <= MAX_DIMENSION and 1 <= width <= MAX_DIMENSION):
+        raise FormatError(f"image size {width}×{height} out of range 1..{MAX_DIMENSION}")
+    if height * width > MAX_PIXELS:
+        raise FormatError(f"image size {width}×{height} exceeds the cap of {MAX_PIXELS} pixels")
+    if not 1 <= count <= MAX_STREAMS:
+        raise FormatError(f"stream count {count} out of range 1..{MAX_STREAMS}")
+    shapes, lengths = [], []
+    for _ in range(count):
+        channels, rows, columns, length = _STREAM.unpack(reader.take(_STREAM.size, "stream table"))
+        if 0 in (channels, rows, columns):
+            raise FormatError("empty latent shape in stream table")
+        shapes.append((channels, rows, columns))
+        lengths.append(length)
+    if sum(lengths) + _CRC.size != reader.remaining:
+        if sum(lengths) + _CRC.size > reader.remaining:
+            raise FormatError("file is truncated (stream lengths exceed the file size)")
+        raise FormatError("file has trailing bytes after its streams")
+    streams = [reader.take(length, "stream") for length in lengths]
+    (crc,) = _CRC.unpack(reader.take(_CRC.size, "checksum"))
+    if zlib.crc32(data[: -_CRC.size]) != crc:
+        raise FormatError("checksum mismatch: the file is corrupt")
+    header = Header(name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes))
+    return header, streams
+
+
+def _lookup(ids: dict[str, int], value: int, what: str) -> str:
+    for key, known in ids.items():
+        if known == value:
+            return key
+    raise FormatError(f"unknown {what} id {value}")
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.position = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self.data) - self.position
+
+    def take(self, size: int, what: str) -> bytes:
+        if size > self.remaining:
+            raise FormatError(f"file is truncated (in the {what})")
+        chunk = bytes(self.data[self.position : self.position + size])
+        self.position += size
+        return chunk

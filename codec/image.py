@@ -1,0 +1,123 @@
+"""From whatever the user has to an 8-bit RGB array, and back.
+
+Conventions (those of cjpeg/cwebp/avifenc where they apply):
+
+* Anything Pillow opens is accepted (PNG, JPEG, WebP, TIFF, BMP, PPM/PGM, …);
+  the EXIF orientation is applied before coding.
+* Grayscale stays grayscale: it is coded as RGB with equal channels and
+  decoded back to one channel.
+* Palette, CMYK, YCbCr and other colour modes become RGB.
+* 16-bit samples are reduced to 8 bits (with a warning).
+* Alpha that is fully opaque carries no information and is dropped; any other
+  alpha is refused, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import warnings
+from io import BytesIO
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from codec.errors import AecWarning, UnsupportedImageError
+
+ImageLike = Union[Image.Image, np.ndarray]
+GRAY, RGB = "L", "RGB"
+
+
+def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
+    """Open an image file (path, binary file or bytes), fully read."""
+    if isinstance(source, bytes):
+        source = BytesIO(source)
+    try:
+        with Image.open(source) as image:
+            image.load()
+            return image
+    except UnidentifiedImageError:
+        raise UnsupportedImageError("not an image format Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnsupportedImageError(f"cannot read image: {error}") from None
+    except Image.DecompressionBombError as error:
+        raise UnsupportedImageError(str(error)) from None
+
+
+def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
+    """An (H, W, 3) uint8 array and the colour mode ('L' or 'RGB') to decode to."""
+    if isinstance(image, np.ndarray):
+        return _array_from_numpy(image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
+    image = ImageOps.exif_transpose(image)
+    mode = image.mode
+    if mode in ("1", "L"):
+        return _gray(np.asarray(image.convert("L")))
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        return _gray(_to_8bit(np.asarray(image)))
+    if mode == "F":
+        raise UnsupportedImageError("floating-point images are not supported")
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("LA" if mode in ("LA", "La") else "RGBA"))
+        _require_opaque(rgba[..., -1])
+        return _gray(rgba[..., 0]) if mode in ("LA", "La") else (np.ascontiguousarray(rgba[..., :3]), RGB)
+    return np.asarray(image.convert("RGB")), RGB
+
+
+def _array_from_numpy(array: np.ndarray) -> tuple[np.ndarray, str]:
+    if array.dtype == np.uint16:
+        array = _to_8bit(array)
+    if array.dtype != np.uint8:
+        raise UnsupportedImageError(f"numpy images must be uint8, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        return _gray(array)
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise UnsupportedImageError(f"numpy images must be H×W, H×W×3 or H×W×4, got shape {array.shape}")
+    if array.shape[2] == 4:
+        _require_opaque(array[..., 3])
+    return np.ascontiguousarray(array[..., :3]), RGB
+
+
+def _gray(array: np.ndarray) -> tuple[np.ndarray, str]:
+    return np.repeat(array[..., None], 3, axis=2), GRAY
+
+
+def _to_8bit(array: np.ndarray) -> np.ndarray:
+    warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=3)
+    return np.clip(np.round(array.astype(np.float64) / 257), 0, 255).astype(np.uint8)
+
+
+def _require_opaque(alpha: np.ndarray) -> None:
+    if (alpha != 255).any():
+        raise UnsupportedImageError("images with transparency are not supported (alpha would be lost)")
+
+
+def pad(array: np.ndarray, multiple: int) -> torch.Tensor:
+    """(1, 3, H', W') float tensor in [0, 1], edge-padded up to a multiple of `multiple`.
+
+    Replicating the border (rather than zero padding) keeps the padded area smooth,
+    so it costs few bits.
+    """
+    height, width = array.shape[:2]
+    x = torch.tensor(array).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+def unpad(x: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """The top-left (height, width) of a (1, 3, H', W') reconstruction as uint8 RGB."""
+    x = torch.nan_to_num(x[0, :, :height, :width].float(), nan=0.0)
+    return x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def to_image(array: np.ndarray, mode: str) -> Image.Image:
+    """The decoded RGB array as a PIL image of the original colour mode."""
+    image = Image.fromarray(array, "RGB")
+    return image.convert("L") if mode == GRAY else image

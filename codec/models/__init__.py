@@ -1,0 +1,14 @@
+"""Model architectures, one file per paper, by their registry name."""
+
+from __future__ import annotations
+
+from codec.models.base import PAD_MULTIPLE, LatentCodecModel
+from codec.models.factorized import FactorizedPrior
+from codec.models.hyperprior import ScaleHyperprior
+
+ARCHITECTURES: dict[str, type[LatentCodecModel]] = {
+    FactorizedPrior.name: FactorizedPrior,
+    ScaleHyperprior.name: ScaleHyperprior,
+}
+
+__all__ = ["ARCHITECTURES", "PAD_MULTIPLE", "FactorizedPrior", "LatentCodecModel", "ScaleHyperprior"]

@@ -1,0 +1,99 @@
+"""What every aecodec model shares: training outputs, stored CDF tables, coding API.
+
+A model is an autoencoder whose quantized latents are entropy coded. Each model
+defines, symmetrically (as in CompressAI):
+
+* ``forward(x)`` for training: the reconstruction and the likelihood of every
+  latent under the entropy model (uniform noise stands in for rounding);
+* ``compress(x, coder)``: one byte string per latent stream, in
+  ``stream_names`` order (the order the decoder needs them);
+* ``decompress(streams, height, width, coder)``: the reconstruction.
+
+``height`` and ``width`` are those of the padded input, a multiple of
+``PAD_MULTIPLE``. The integer CDF tables are built once by ``update_tables()``
+at export and then live in the state dict beside the weights, so loading never
+recomputes them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from compressai.entropy_models import EntropyModel
+from torch import Tensor, nn
+
+from codec.entropy import CdfTables
+
+PAD_MULTIPLE = 64
+_TABLE_BUFFERS = ("_quantized_cdf", "_cdf_length", "_offset", "scale_table")
+
+
+class LatentCodecModel(nn.Module):
+    """Base class: an autoencoder with entropy-coded latents."""
+
+    name: ClassVar[str]
+    stream_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, N: int, M: int) -> None:
+        super().__init__()
+        self.N = N
+        self.M = M
+        self._tables: dict[str, CdfTables] = {}
+
+    def entropy_models(self) -> dict[str, EntropyModel]:
+        """The entropy model of each stream, by stream name."""
+        raise NotImplementedError
+
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
+        """(channels, rows, columns) of each stream's latent for a padded input."""
+        raise NotImplementedError
+
+    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
+        raise NotImplementedError
+
+    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+        raise NotImplementedError
+
+    def aux_loss(self) -> Tensor:
+        """Quantile loss of the factorized entropy bottlenecks (Ballé et al. 2018)."""
+        losses = [m.loss() for m in self.entropy_models().values() if hasattr(m, "loss")]
+        return torch.stack(losses).sum()
+
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        """Build the integer CDF tables from the current weights (export time only)."""
+        for model in self.entropy_models().values():
+            if hasattr(model, "scale_table") and model.scale_table.numel():
+                model.update()
+            else:
+                model.update(force=True)
+        self._tables.clear()
+
+    def tables(self, stream: str) -> CdfTables:
+        """The stored CDF tables of one stream."""
+        if stream not in self._tables:
+            model = self.entropy_models()[stream]
+            if model._quantized_cdf.numel() == 0:
+                raise RuntimeError("model has no CDF tables: export it with update_tables()")
+            self._tables[stream] = CdfTables(
+                cdf=model._quantized_cdf.cpu().numpy(),
+                length=model._cdf_length.cpu().numpy(),
+                offset=model._offset.cpu().numpy(),
+                precision=model.entropy_coder_precision,
+            )
+        return self._tables[stream]
+
+    def load_weights(self, state: dict[str, Tensor]) -> None:
+        """Load a state dict that includes the CDF table buffers (whose sizes vary)."""
+        for key, value in state.items():
+            module_name, _, buffer_name = key.rpartition(".")
+            if buffer_name in _TABLE_BUFFERS:
+                self.get_submodule(module_name).register_buffer(buffer_name, torch.empty_like(value))
+        self.load_state_dict(state, strict=True)
+        self._tables.clear()
+
+
+def channel_indexes(channels: int, rows: int, columns: int) -> Tensor:
+    """CDF index of every element of a (1, C, H, W) latent coded with one table per channel."""
+    return torch.arange(channels, dtype=torch.int32).view(1, -1, 1, 1).expand(1, channels, rows, columns)

@@ -1,0 +1,129 @@
+"""Shipped weights: safetensors files with JSON model cards, and their registry.
+
+Each rate point of a model is two files in the weights folder
+(``assets/models`` by default, or ``$AECODEC_WEIGHTS``):
+
+* ``<stem>.safetensors``: the state dict, CDF tables included;
+* ``<stem>.json``: the model card: ``model`` (architecture name), ``N``,
+  ``M``, ``lambda``, ``weights`` (file name), ``sha256`` of the weights file,
+  and how it was trained and how it measures on Kodak.
+
+A rate point is named by (model, lambda). Loading checks the file's SHA-256
+against the card; the first 8 bytes of that digest are the fingerprint that
+every .aec file records, so a file never decodes with other weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from codec.errors import WeightsError
+from codec.models import ARCHITECTURES, LatentCodecModel
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("AECODEC_WEIGHTS", DEFAULT_WEIGHTS_DIR))
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """One shipped set of weights: a model trained for one λ."""
+
+    model: str
+    lmbda: float
+    card: dict
+    card_path: Path
+
+    @property
+    def weights_path(self) -> Path:
+        return self.card_path.parent / self.card["weights"]
+
+    @property
+    def fingerprint(self) -> bytes:
+        return bytes.fromhex(self.card["sha256"])[:8]
+
+
+def rate_points(model: str | None = None, directory: Path | None = None) -> list[RatePoint]:
+    """Every rate point in the weights folder (of one model), by model then λ."""
+    found = _scan(str(directory or weights_dir()))
+    return [p for p in found if model is None or p.model == model]
+
+
+@functools.lru_cache(maxsize=8)
+def _scan(directory: str) -> tuple[RatePoint, ...]:
+    points = []
+    for card_path in sorted(Path(directory).glob("*.json")):
+        card = json.loads(card_path.read_text())
+        if card.get("model") in ARCHITECTURES:
+            points.append(RatePoint(card["model"], float(card["lambda"]), card, card_path))
+    return tuple(sorted(points, key=lambda p: (p.model, p.lmbda)))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(card_path: Path, device: str) -> LatentCodecModel:
+    card = json.loads(card_path.read_text())
+    path = card_path.parent / card["weights"]
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} is missing")
+    if sha256_of(path) != card["sha256"]:
+        raise WeightsError(f"weights file {path} does not match the SHA-256 in its model card")
+    model = ARCHITECTURES[card["model"]](card["N"], card["M"])
+    model.load_weights(load_file(str(path)))
+    return model.to(device).eval()
+
+
+def load(point: RatePoint, device: str = "cpu") -> LatentCodecModel:
+    """The model of a rate point, weights checked against the card, in eval mode."""
+    return _load_cached(point.card_path, device)
+
+
+def export(model: LatentCodecModel, lmbda: float, directory: Path, card: dict) -> Path:
+    """Build the CDF tables, write ``<model>-<λ>.safetensors`` and its card; returns the card path."""
+    model = model.cpu().eval()
+    model.update_tables()
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"{model.name}-lambda{lmbda:g}"
+    weights_path = directory / f"{stem}.safetensors"
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(weights_path), metadata={"model": model.name, "lambda": repr(lmbda)})
+    full_card = {
+        "model": model.name,
+        "N": model.N,
+        "M": model.M,
+        "lambda": lmbda,
+        "weights": weights_path.name,
+        "sha256": sha256_of(weights_path),
+        **card,
+    }
+    card_path = directory / f"{stem}.json"
+    card_path.write_text(json.dumps(full_card, indent=2) + "\n")
+    _scan.cache_clear()
+    return card_path
+
+
+def update_card(card_path: Path, **fields) -> None:
+    """Add or replace fields of a model card (e.g. measured Kodak results)."""
+    card = json.loads(card_path.read_text())
+    card.update(fields)
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    _scan.cache_clear()
+
+
+__all__ = ["RatePoint", "WeightsError", "export", "load", "rate_points", "update_card", "weights_dir"]

@@ -1,0 +1,72 @@
+"""Training checkpoints as safetensors plus JSON metadata (no pickle).
+
+A checkpoint holds the model, both optimizers' state tensors, the data RNG
+state and, in its metadata, the step, the configuration and the optimizers'
+hyper-parameters, so that training resumes exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            name = f"{prefix}.{param_id}.{key}"
+            if torch.is_tensor(value):
+                tensors[name] = value.contiguous()
+            else:
+                scalars[name] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            _, param_id, key = name.split(".", 2)
+            state.setdefault(int(param_id), {})[key] = value
+    for name, value in meta["scalars"].items():
+        _, param_id, key = name.split(".", 2)
+        state.setdefault(int(param_id), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save(
+    path: Path, model, optimizer, aux_optimizer, generator: torch.Generator, step: int, config: dict, extra: dict
+) -> None:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _optimizer_tensors("optimizer", optimizer)
+    aux_tensors, aux_meta = _optimizer_tensors("aux_optimizer", aux_optimizer)
+    tensors.update(opt_tensors)
+    tensors.update(aux_tensors)
+    tensors["rng.data"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"step": step, "config": config, "extra": extra, "optimizer": opt_meta, "aux_optimizer": aux_meta}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"checkpoint": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load(path: Path, model, optimizer, aux_optimizer, generator: torch.Generator) -> tuple[int, dict, dict]:
+    """Restore a checkpoint in place; returns (step, config, extra)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["checkpoint"])
+    tensors = load_file(str(path))
+    model.load_weights({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    _load_optimizer("optimizer", optimizer, tensors, meta["optimizer"])
+    _load_optimizer("aux_optimizer", aux_optimizer, tensors, meta["aux_optimizer"])
+    generator.set_state(tensors["rng.data"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta["step"], meta["config"], meta["extra"]
