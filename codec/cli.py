@@ -75,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
     output.add_argument("--quiet", action="store_true", help="print nothing on success")
     choice = argparse.ArgumentParser(add_help=False)
-    choice.add_argument("-q", "--quality", type=float, default=api.DEFAULT_QUALITY, help="1..100, higher is better (default %(default)s)")
+    choice.add_argument(
+        "-q",
+        "--quality",
+        type=float,
+        default=api.DEFAULT_QUALITY,
+        help="1..100, higher is better (default %(default)s)",
+    )
     choice.add_argument("--model", default=api.DEFAULT_MODEL, choices=sorted(ARCHITECTURES), help="default %(default)s")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -248,7 +254,9 @@ def run_eval(args: argparse.Namespace) -> None:
             reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))
         height, width = reference.shape[:2]
         bpp = bits_per_pixel(len(data), height, width)
-        print(f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} {psnr(reference, decoded):>8.2f}")
+        print(
+            f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} {psnr(reference, decoded):>8.2f}"
+        )
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -15,7 +15,9 @@ Two coders read these tables:
   the table's escape symbol, followed at the end of the stream by their
   zig-zag value as two uniform 16-bit halves.
 * ``ans``: compressai's rANS coder (``encode_with_indexes``), which codes
-  out-of-range values with its own bypass scheme.
+  out-of-range values with its own bypass scheme. That scheme loops forever
+  on values near 2**28, so this coder refuses symbols beyond ±ANS_MAX_ABS
+  (far beyond what a trained model's latents reach).
 
 Symbol convention (compressai's): a symbol s with table k is coded as
 v = s - offset[k]; v in [0, length[k] - 2) is a regular symbol, anything else
@@ -31,6 +33,7 @@ import numpy as np
 from compressai import ans
 
 CODERS: tuple[str, ...] = ("range", "ans")
+ANS_MAX_ABS = 1 << 20
 
 _HALF_WORD = constriction.stream.model.Uniform(1 << 16)
 
@@ -88,6 +91,8 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: s
     if coder == "range":
         return _range_encode(symbols, indexes, tables)
     if coder == "ans":
+        if symbols.size and np.abs(symbols).max() > ANS_MAX_ABS:
+            raise ValueError(f"the ans coder cannot code latent values beyond ±{ANS_MAX_ABS}; use the range coder")
         cdf, length, offset = tables.as_lists()
         return ans.RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
     raise ValueError(f"unknown entropy coder {coder!r}")

@@ -146,19 +146,39 @@ def main(argv: list[str]) -> None:
                 elapsed = time.time() - started
                 psnr = -10 * math.log10(max(terms["mse"].item(), 1e-12))
                 speed = (step - bar.initial) * config.batch / max(elapsed, 1e-9)
-                bar.set_postfix(loss=f"{terms['loss'].item():.3f}", bpp=f"{terms['bpp'].item():.3f}", psnr=f"{psnr:.2f}", img_s=f"{speed:.1f}")
+                bar.set_postfix(
+                    loss=f"{terms['loss'].item():.3f}",
+                    bpp=f"{terms['bpp'].item():.3f}",
+                    psnr=f"{psnr:.2f}",
+                    img_s=f"{speed:.1f}",
+                )
                 log.writerow([step, terms["loss"].item(), terms["bpp"].item(), psnr, aux.item(), lr, speed])
                 log_file.flush()
             if time.time() - last_ckpt > 60 * config.checkpoint_minutes:
                 extra["seconds"] = seconds_before + time.time() - started
-                checkpoint.save(ckpt_path, model, optimizer, aux_optimizer, dataset.generator, step, dataclasses.asdict(config), extra)
+                checkpoint.save(
+                    ckpt_path,
+                    model,
+                    optimizer,
+                    aux_optimizer,
+                    dataset.generator,
+                    step,
+                    dataclasses.asdict(config),
+                    extra,
+                )
                 last_ckpt = time.time()
         bar.close()
     extra["seconds"] = seconds_before + time.time() - started
-    checkpoint.save(ckpt_path, model, optimizer, aux_optimizer, dataset.generator, step, dataclasses.asdict(config), extra)
+    checkpoint.save(
+        ckpt_path, model, optimizer, aux_optimizer, dataset.generator, step, dataclasses.asdict(config), extra
+    )
 
     if config.export_dir:
-        hardware = torch.cuda.get_device_name() if config.device.startswith("cuda") else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        hardware = (
+            torch.cuda.get_device_name()
+            if config.device.startswith("cuda")
+            else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        )
         card = {
             "training": {
                 "data": config.data,

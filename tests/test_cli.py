@@ -1,0 +1,92 @@
+"""The aecodec command through subprocess: exit codes, messages, files left behind."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import synthetic_image
+
+
+def aecodec(*args: str, env_weights: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"AECODEC_WEIGHTS": str(env_weights)}
+    return subprocess.run(
+        [sys.executable, "-m", "codec.cli", *args], input=stdin, capture_output=True, env=env, timeout=120
+    )
+
+
+@pytest.fixture
+def png(tmp_path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray(synthetic_image(45, 70)).save(path)
+    return path
+
+
+def test_encode_info_decode_round_trip(tiny_weights_dir, png, tmp_path):
+    aec, out = tmp_path / "x.aec", tmp_path / "out.png"
+    result = aecodec("encode", str(png), str(aec), "-q", "90", env_weights=tiny_weights_dir)
+    assert result.returncode == 0, result.stderr
+    assert b"bpp" in result.stderr
+    info = aecodec("info", str(aec), env_weights=tiny_weights_dir)
+    assert info.returncode == 0 and b"size: 70\xc3\x9745" in info.stdout and b"installed" in info.stdout
+    assert aecodec("decode", str(aec), str(out), env_weights=tiny_weights_dir).returncode == 0
+    assert Image.open(out).size == (70, 45)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png", "x.aec"]
+
+
+def test_existing_output_is_kept_without_force(tiny_weights_dir, png, tmp_path):
+    aec = tmp_path / "x.aec"
+    aec.write_bytes(b"precious")
+    result = aecodec("encode", str(png), str(aec), env_weights=tiny_weights_dir)
+    assert result.returncode != 0 and b"already exists" in result.stderr
+    assert aec.read_bytes() == b"precious"
+    assert aecodec("encode", str(png), str(aec), "-f", env_weights=tiny_weights_dir).returncode == 0
+    assert aec.read_bytes()[:4] == b"\x89AEC"
+
+
+def test_corrupt_input_gives_one_line_error_and_no_output(tiny_weights_dir, png, tmp_path):
+    aec, out = tmp_path / "x.aec", tmp_path / "out.png"
+    assert aecodec("encode", str(png), str(aec), env_weights=tiny_weights_dir).returncode == 0
+    data = bytearray(aec.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    aec.write_bytes(bytes(data))
+    result = aecodec("decode", str(aec), str(out), env_weights=tiny_weights_dir)
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().count("\n") == 0 and "checksum" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+
+
+def test_non_image_input_is_a_clear_error(tiny_weights_dir, tmp_path):
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("hello")
+    result = aecodec("encode", str(bogus), str(tmp_path / "x.aec"), env_weights=tiny_weights_dir)
+    assert result.returncode == 1 and b"Traceback" not in result.stderr
+    assert not (tmp_path / "x.aec").exists()
+    missing = aecodec("decode", str(tmp_path / "nope.aec"), str(tmp_path / "o.png"), env_weights=tiny_weights_dir)
+    assert missing.returncode == 1 and b"No such file" in missing.stderr
+
+
+def test_stdin_and_stdout(tiny_weights_dir, png):
+    encoded = aecodec("encode", "-", "-", "--quiet", env_weights=tiny_weights_dir, stdin=png.read_bytes())
+    assert encoded.returncode == 0 and encoded.stdout[:4] == b"\x89AEC" and encoded.stderr == b""
+    decoded = aecodec("decode", "-", "-", "--quiet", env_weights=tiny_weights_dir, stdin=encoded.stdout)
+    assert decoded.returncode == 0 and decoded.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_usage_errors_exit_2(tiny_weights_dir, png, tmp_path):
+    assert aecodec("encode", str(png), str(tmp_path / "x.aec"), "-q", "0", env_weights=tiny_weights_dir).returncode == 2
+    assert aecodec("decode", str(png), str(tmp_path / "x.unknown"), env_weights=tiny_weights_dir).returncode == 2
+    assert aecodec("encode", str(png), str(png), "-f", env_weights=tiny_weights_dir).returncode == 2
+    assert aecodec("frobnicate", env_weights=tiny_weights_dir).returncode == 2
+
+
+def test_eval_prints_bpp_and_psnr(tiny_weights_dir, png):
+    result = aecodec("eval", str(png), "--model", "bmshj2018-factorized", env_weights=tiny_weights_dir)
+    assert result.returncode == 0, result.stderr
+    row = result.stdout.decode().splitlines()[-1].split()
+    assert row[0] == "in.png" and float(row[3]) > 0 and np.isfinite(float(row[4]))

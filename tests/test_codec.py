@@ -1,0 +1,131 @@
+"""encode/decode through the Python API: round trips, exactness, image modes."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import codec
+from codec import api, weights
+from codec.errors import AecWarning, UnsupportedImageError
+from codec.image import pad, unpad
+from codec.models import PAD_MULTIPLE
+from tests.conftest import natural_image, synthetic_image
+
+
+@pytest.mark.parametrize("model", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
+@pytest.mark.parametrize("coder", ["range", "ans"])
+def test_decoded_image_equals_the_models_own_quantized_reconstruction(tiny_weights, model, coder):
+    array = natural_image(70, 100)
+    data = codec.encode(array, quality=50, model=model, coder=coder)
+    decoded = np.asarray(codec.decode(data))
+    net = weights.load(api.select_rate_point(model, 50))
+    with torch.no_grad():
+        expected = unpad(net.eval()(pad(array, PAD_MULTIPLE))["x_hat"], 70, 100)
+    np.testing.assert_array_equal(decoded, expected)
+
+
+@pytest.mark.parametrize(("height", "width"), [(1, 1), (3, 1000), (65, 129), (64, 64), (1000, 3)])
+def test_odd_sizes_round_trip_to_the_same_size(tiny_weights, height, width):
+    decoded = codec.decode(codec.encode(synthetic_image(height, width)))
+    assert decoded.size == (width, height) and decoded.mode == "RGB"
+
+
+def test_quality_selects_the_nearest_rate_point_on_a_log_scale(tiny_weights):
+    low, high = (codec.read_header(codec.encode(synthetic_image(16, 16), quality=q)).rate for q in (1, 100))
+    assert low == pytest.approx(0.004) and high == pytest.approx(0.03)
+    assert codec.lambda_for_quality(1) == pytest.approx(0.0018)
+    assert codec.lambda_for_quality(100) == pytest.approx(0.18)
+    with pytest.raises(ValueError):
+        codec.lambda_for_quality(0)
+
+
+def test_grayscale_decodes_as_grayscale(tiny_weights):
+    gray = Image.fromarray(synthetic_image(33, 47)[..., 0], "L")
+    decoded = codec.decode(codec.encode(gray))
+    assert decoded.mode == "L" and decoded.size == (47, 33)
+    assert codec.read_header(codec.encode(np.asarray(gray))).mode == "L"
+
+
+def test_palette_images_become_rgb(tiny_weights):
+    palette = Image.fromarray(synthetic_image(20, 30)).convert("P")
+    assert codec.decode(codec.encode(palette)).mode == "RGB"
+
+
+def test_opaque_alpha_is_dropped_and_real_transparency_is_refused(tiny_weights):
+    rgba = np.concatenate([synthetic_image(20, 30), np.full((20, 30, 1), 255, np.uint8)], axis=2)
+    assert codec.decode(codec.encode(Image.fromarray(rgba, "RGBA"))).mode == "RGB"
+    rgba[3, 4, 3] = 0
+    with pytest.raises(UnsupportedImageError, match="transparency"):
+        codec.encode(Image.fromarray(rgba, "RGBA"))
+    with pytest.raises(UnsupportedImageError, match="transparency"):
+        codec.encode(rgba)
+
+
+def test_16_bit_input_becomes_8_bit_with_a_warning(tiny_weights):
+    deep = (synthetic_image(24, 24)[..., 0].astype(np.uint16) * 257).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(deep).save(buffer, "PNG")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoded = codec.decode(codec.encode(Image.open(io.BytesIO(buffer.getvalue()))))
+    assert any(issubclass(w.category, AecWarning) for w in caught)
+    assert decoded.mode == "L"
+
+
+def test_exif_orientation_is_applied(tiny_weights):
+    image = Image.fromarray(synthetic_image(20, 50))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif)
+    decoded = codec.decode(codec.encode(Image.open(io.BytesIO(buffer.getvalue()))))
+    assert decoded.size == (20, 50)
+
+
+def test_unsupported_arrays_are_refused_with_a_clear_error(tiny_weights):
+    with pytest.raises(UnsupportedImageError, match="uint8"):
+        codec.encode(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(UnsupportedImageError, match="shape"):
+        codec.encode(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_bpp_comes_from_the_file_size(tiny_weights):
+    data = codec.encode(natural_image(64, 96))
+    header = codec.read_header(data)
+    assert header.height * header.width == 64 * 96
+    from codec.metrics import bits_per_pixel
+
+    assert bits_per_pixel(len(data), 64, 96) == len(data) * 8 / (64 * 96)
+
+
+def test_loading_weights_never_recomputes_cdf_tables(tiny_weights, monkeypatch):
+    from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("CDF tables recomputed at load time")
+
+    monkeypatch.setattr(EntropyBottleneck, "update", forbidden)
+    monkeypatch.setattr(GaussianConditional, "update", forbidden)
+    weights._load_cached.cache_clear()
+    codec.decode(codec.encode(synthetic_image(16, 16), model="bmshj2018-hyperprior"))
+    codec.decode(codec.encode(synthetic_image(16, 16), model="bmshj2018-factorized"))
+
+
+def test_weights_that_do_not_match_their_card_are_refused(tiny_weights_dir, tmp_path, monkeypatch):
+    import shutil
+
+    for f in tiny_weights_dir.iterdir():
+        shutil.copy(f, tmp_path)
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path))
+    target = next(tmp_path.glob("bmshj2018-hyperprior*.safetensors"))
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    weights._load_cached.cache_clear()
+    with pytest.raises(codec.WeightsError, match="SHA-256"):
+        for q in (1, 100):
+            codec.encode(synthetic_image(8, 8), quality=q)

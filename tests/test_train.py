@@ -1,0 +1,40 @@
+"""A few CPU training steps on synthetic images: the whole pipeline, end to end."""
+
+import csv
+
+import numpy as np
+import torch
+from PIL import Image
+
+import codec
+from codec import weights
+from tests.conftest import synthetic_image
+from train.train import main
+
+
+def test_training_lowers_the_loss_and_exports_a_working_model(tmp_path, monkeypatch):
+    data = tmp_path / "data" / "nested"
+    data.mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(synthetic_image(80, 96, seed=i)).save(data / f"{i}.png")
+    Image.fromarray(synthetic_image(20, 20)).save(data / "too_small.png")
+    torch.set_num_threads(2)
+    common = [
+        "--arch=bmshj2018-hyperprior", "--N=16", "--M=24", "--crop=64", "--batch=4", "--lr=1e-3",
+        "--warmup=5", "--log_every=5", "--lmbda=0.01", f"--data={tmp_path / 'data'}", f"--out_dir={tmp_path / 'run'}",
+    ]  # fmt: skip
+    main([*common, "--steps=40"])
+    main([*common, "--steps=80", f"--export_dir={tmp_path / 'export'}"])  # resumes at step 40
+
+    with open(tmp_path / "run" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    steps = [int(r["step"]) for r in rows]
+    assert steps == list(range(5, 85, 5))
+    losses = np.array([float(r["loss"]) for r in rows])
+    assert losses[-4:].mean() < 0.7 * losses[:4].mean()
+
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path / "export"))
+    (point,) = weights.rate_points()
+    assert point.card["training"]["steps"] == 80 and point.card["training"]["images_seen"] == 320
+    decoded = codec.decode(codec.encode(synthetic_image(50, 60, seed=9)))
+    assert decoded.size == (60, 50)
