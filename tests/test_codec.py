@@ -129,3 +129,22 @@ def test_weights_that_do_not_match_their_card_are_refused(tiny_weights_dir, tmp_
     with pytest.raises(codec.WeightsError, match="SHA-256"):
         for q in (1, 100):
             codec.encode(synthetic_image(8, 8), quality=q)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "WEBP", "TIFF", "BMP", "PPM"])
+def test_every_common_input_format_is_read(tiny_weights, image_format):
+    from codec.image import open_image
+
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_image(30, 41)).save(buffer, image_format)
+    decoded = codec.decode(codec.encode(open_image(buffer.getvalue())))
+    assert decoded.size == (41, 30)
+
+
+def test_unreadable_bytes_are_an_unsupported_image(tiny_weights):
+    from codec.image import open_image
+
+    with pytest.raises(UnsupportedImageError):
+        open_image(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    with pytest.raises(UnsupportedImageError):
+        open_image(b"plain text")
