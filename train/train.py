@@ -60,6 +60,18 @@ class Config:
     export_dir: str = ""  # export here at the end; empty = don't export
 
 
+def describe_hardware(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU: {cpu}, {torch.get_num_threads()} thread(s)"
+
+
 def parse_overrides(config: Config, argv: list[str]) -> Config:
     """Apply ``--name=value`` arguments, each cast to the field's type."""
     fields = {f.name: f for f in dataclasses.fields(config)}
@@ -174,11 +186,6 @@ def main(argv: list[str]) -> None:
     )
 
     if config.export_dir:
-        hardware = (
-            torch.cuda.get_device_name()
-            if config.device.startswith("cuda")
-            else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        )
         card = {
             "training": {
                 "data": config.data,
@@ -186,7 +193,7 @@ def main(argv: list[str]) -> None:
                 "images_seen": extra["images_seen"],
                 "crop": config.crop,
                 "batch": config.batch,
-                "hardware": hardware,
+                "hardware": describe_hardware(config.device),
                 "hours": round(extra["seconds"] / 3600, 3),
                 "initialized_from": extra.get("init") or None,
                 "config": dataclasses.asdict(config),
