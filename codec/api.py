@@ -23,7 +23,7 @@ from PIL import Image
 from codec import container, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
-from codec.errors import FormatError, WeightsError
+from codec.errors import FormatError, UnsupportedImageError, WeightsError
 from codec.image import ImageLike, pad, to_array, to_image, unpad
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 
@@ -63,7 +63,7 @@ def encode(
     array, mode = to_array(image)
     height, width = array.shape[:2]
     if height > container.MAX_DIMENSION or width > container.MAX_DIMENSION or height * width > container.MAX_PIXELS:
-        raise container.FormatError(
+        raise UnsupportedImageError(
             f"image size {width}×{height} exceeds the format's limits "
             f"({container.MAX_DIMENSION} per side, {container.MAX_PIXELS} pixels)"
         )

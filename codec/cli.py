@@ -22,10 +22,12 @@ from PIL import Image
 
 from codec import __version__, api, container, weights
 from codec.entropy import CODERS
-from codec.errors import AecError, AecWarning
+from codec.errors import AecError
 from codec.image import open_image, to_array
 from codec.metrics import bits_per_pixel, psnr
 from codec.models import ARCHITECTURES
+
+MAX_IMAGE_FILE_BYTES = 1 << 30
 
 
 class UsageError(AecError):
@@ -39,12 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return 2
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AecWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.showwarning = _show_warning
             args.run(args)
-        for warning in caught:
-            if issubclass(warning.category, AecWarning):
-                print(f"aecodec: warning: {warning.message}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         print("aecodec: interrupted", file=sys.stderr)
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"aecodec: error: {_describe(error)}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"aecodec: warning: {str(message).strip().splitlines()[0]}", file=sys.stderr)
 
 
 def _describe(error: Exception) -> str:
@@ -68,8 +73,9 @@ def _describe(error: Exception) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aecodec", description="Learned image codec.")
     parser.add_argument("--version", action="version", version=f"aecodec {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     common.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to run the networks")
     output = argparse.ArgumentParser(add_help=False)
     output.add_argument("-f", "--force", action="store_true", help="overwrite an existing output")
@@ -123,10 +129,16 @@ def _check_quality(quality: float) -> None:
         raise UsageError(f"quality must be between 1 and 100, got {quality:g}")
 
 
-def _read_input(path: str) -> bytes:
+def _read_input(path: str, limit: int) -> bytes:
+    """All of a file or stdin, refusing anything larger than `limit` bytes."""
     if path == "-":
-        return sys.stdin.buffer.read()
-    return Path(path).read_bytes()
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    if len(data) > limit:
+        raise AecError(f"{path}: input larger than {limit} bytes")
+    return data
 
 
 def _check_output(args: argparse.Namespace) -> None:
@@ -154,6 +166,9 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
     out = Path(path)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes owner-only files; outputs get the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -174,7 +189,7 @@ def run_encode(args: argparse.Namespace) -> None:
     _check_device(args.device)
     _check_quality(args.quality)
     _check_output(args)
-    image = open_image(_read_input(args.input))
+    image = open_image(_read_input(args.input, MAX_IMAGE_FILE_BYTES))
     data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
     _write_output(args.output, data, args.force)
     if not args.quiet:
@@ -192,8 +207,8 @@ def _output_format(path: str) -> str:
         return "PNG"
     extension = Path(path).suffix.lower()
     image_format = Image.registered_extensions().get(extension)
-    if image_format is None:
-        raise UsageError(f"{path}: unknown image extension {extension!r} (try .png)")
+    if image_format is None or image_format not in Image.SAVE:
+        raise UsageError(f"{path}: cannot write images with extension {extension!r} (try .png)")
     return image_format
 
 
@@ -201,7 +216,7 @@ def run_decode(args: argparse.Namespace) -> None:
     _check_device(args.device)
     image_format = _output_format(args.output)
     _check_output(args)
-    image = api.decode(_read_input(args.input), device=args.device)
+    image = api.decode(_read_input(args.input, container.MAX_FILE_BYTES), device=args.device)
     buffer = io.BytesIO()
     image.save(buffer, format=image_format)
     _write_output(args.output, buffer.getvalue(), args.force)
@@ -210,12 +225,13 @@ def run_decode(args: argparse.Namespace) -> None:
 
 
 def run_info(args: argparse.Namespace) -> None:
-    data = _read_input(args.input)
+    data = _read_input(args.input, container.MAX_FILE_BYTES)
     header = api.read_header(data)
     streams = container.unpack(data)[1]
     try:
         point = api.rate_point_of(header)
-        installed = f"installed ({point.weights_path.name})"
+        path = point.weights_path
+        installed = f"installed ({path.name})" if path.is_file() else f"card present, {path.name} missing"
     except AecError as error:
         installed = f"not usable: {error}"
     names = ARCHITECTURES[header.model].stream_names if header.model in ARCHITECTURES else ()

@@ -8,10 +8,10 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     4         1     format version: 1
     5         1     flags: 0 (reserved; any other value is an error)
     6         1     L: length of the model name, 1..64
-    7         L     model name, ASCII (e.g. "bmshj2018-hyperprior")
+    7         L     model name, printable ASCII without spaces (e.g. "bmshj2018-hyperprior")
     7+L       8     weights fingerprint: first 8 bytes of the SHA-256 of the weights file
     15+L      4     rate parameter: λ of the rate point, float32
-    19+L      1     entropy coder: 0 = range (constriction), 1 = ans (compressai rANS)
+    19+L      1     entropy coder: 0 = range, 1 = ans (both constriction's)
     20+L      1     colour mode: 1 = grayscale, 3 = RGB
     21+L      4     image height, 1..65535
     25+L      4     image width, 1..65535; height × width ≤ 2**26
@@ -40,6 +40,7 @@ MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 26
 MAX_STREAMS = 8
+MAX_FILE_BYTES = 1 << 30  # readers refuse larger inputs before parsing
 CODER_IDS = {"range": 0, "ans": 1}
 MODE_IDS = {"L": 1, "RGB": 3}
 

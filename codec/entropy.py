@@ -4,24 +4,27 @@ A learned entropy model (compressai's EntropyBottleneck or GaussianConditional)
 is turned, once, at export time, into a family of K discrete distributions
 stored as integer CDFs (`CdfTables`). Every latent element carries an index
 k into that family. Encoder and decoder read the same stored integers, so the
-probabilities that drive the coder never depend on floating-point arithmetic
-at coding time.
+probabilities of each table never depend on floating-point arithmetic at
+coding time. (Which table an element uses may: for the hyperprior it comes
+from the hyper-synthesis network; making that integer-exact is separate work.)
 
-Two coders read these tables:
+Two coders from constriction (Bamler 2022), both in safe Rust, so a corrupt
+stream yields wrong symbols or an error, never a crash:
 
-* ``range`` (default): a range coder (constriction's queue coder). Symbols are
-  coded grouped by table index, in raster order inside each group, so each
-  group is one vectorized call. Values outside a table's support are coded as
-  the table's escape symbol, followed at the end of the stream by their
-  zig-zag value as two uniform 16-bit halves.
-* ``ans``: compressai's rANS coder (``encode_with_indexes``), which codes
-  out-of-range values with its own bypass scheme. That scheme loops forever
-  on values near 2**28, so this coder refuses symbols beyond ±ANS_MAX_ABS
-  (far beyond what a trained model's latents reach).
+* ``range`` (default): a range coder (queue semantics, ``queue.RangeEncoder``);
+* ``ans``: asymmetric numeral systems (stack semantics, ``stack.AnsCoder``),
+  slightly faster to decode; elements are pushed in reverse so that they
+  decode in the same order as with the range coder.
 
-Symbol convention (compressai's): a symbol s with table k is coded as
-v = s - offset[k]; v in [0, length[k] - 2) is a regular symbol, anything else
-escapes. cdf[k, :length[k]] runs from 0 to 2**precision.
+compressai's own rANS coder was not used: its decoder reads past the end of a
+short stream and can crash the process on crafted input.
+
+Both code the symbols grouped by table index, in element order inside each
+group, so each group is one vectorized call. Symbol convention (compressai's):
+a symbol s with table k is coded as v = s - offset[k]; v in
+[0, length[k] - 2) is a regular symbol and anything else is the table's escape
+symbol, whose zig-zag value follows, after all groups, as two uniform 16-bit
+halves. cdf[k, :length[k]] runs from 0 to 2**precision.
 """
 
 from __future__ import annotations
@@ -30,10 +33,8 @@ from dataclasses import dataclass, field
 
 import constriction
 import numpy as np
-from compressai import ans
 
 CODERS: tuple[str, ...] = ("range", "ans")
-ANS_MAX_ABS = 1 << 20
 
 _HALF_WORD = constriction.stream.model.Uniform(1 << 16)
 
@@ -50,8 +51,7 @@ class CdfTables:
     length: np.ndarray  # int32 [K]: valid entries of each row
     offset: np.ndarray  # int32 [K]: symbol value of the first regular entry
     precision: int = 16
-    _range_models: dict = field(default_factory=dict, repr=False)
-    _as_lists: tuple | None = field(default=None, repr=False)
+    _models: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.cdf = np.ascontiguousarray(self.cdf, dtype=np.int32)
@@ -66,20 +66,14 @@ class CdfTables:
     def num_tables(self) -> int:
         return len(self.length)
 
-    def range_model(self, k: int) -> constriction.stream.model.Categorical:
+    def model(self, k: int) -> constriction.stream.model.Categorical:
         """Table k as a categorical model over its regular symbols plus the escape."""
-        model = self._range_models.get(k)
+        model = self._models.get(k)
         if model is None:
             frequencies = np.diff(self.cdf[k, : self.length[k]]).astype(np.float64)
             model = constriction.stream.model.Categorical(frequencies, perfect=False)
-            self._range_models[k] = model
+            self._models[k] = model
         return model
-
-    def as_lists(self) -> tuple[list, list, list]:
-        """The tables as Python lists, the form compressai's rANS coder takes."""
-        if self._as_lists is None:
-            self._as_lists = (self.cdf.tolist(), self.length.tolist(), self.offset.tolist())
-        return self._as_lists
 
 
 def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: str = "range") -> bytes:
@@ -88,28 +82,61 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: s
     indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
     if symbols.shape != indexes.shape:
         raise ValueError("symbols and indexes differ in size")
+    if coder not in CODERS:
+        raise ValueError(f"unknown entropy coder {coder!r}")
+    values = symbols - tables.offset[indexes]
+    num_regular = tables.length[indexes].astype(np.int64) - 2
+    escaped = (values < 0) | (values >= num_regular)
+    coded = np.where(escaped, num_regular, values).astype(np.int32)
+    order, groups = _groups(indexes)
+    coded_sorted = coded[order]
+    zigzag = _zigzag(values[escaped])
+    halves = np.stack([zigzag & 0xFFFF, zigzag >> 16], axis=1).reshape(-1).astype(np.int32)
+
     if coder == "range":
-        return _range_encode(symbols, indexes, tables)
-    if coder == "ans":
-        if symbols.size and np.abs(symbols).max() > ANS_MAX_ABS:
-            raise ValueError(f"the ans coder cannot code latent values beyond ±{ANS_MAX_ABS}; use the range coder")
-        cdf, length, offset = tables.as_lists()
-        return ans.RansEncoder().encode_with_indexes(symbols.tolist(), indexes.tolist(), cdf, length, offset)
-    raise ValueError(f"unknown entropy coder {coder!r}")
+        encoder = constriction.stream.queue.RangeEncoder()
+        for k, start, stop in groups:
+            encoder.encode(coded_sorted[start:stop], tables.model(k))
+        if halves.size:
+            encoder.encode(halves, _HALF_WORD)
+    else:  # a stack: push in reverse so that it pops in the range coder's order
+        encoder = constriction.stream.stack.AnsCoder()
+        if halves.size:
+            encoder.encode_reverse(halves, _HALF_WORD)
+        for k, start, stop in reversed(groups):
+            encoder.encode_reverse(coded_sorted[start:stop], tables.model(k))
+    return encoder.get_compressed().astype("<u4").tobytes()
 
 
 def decode(data: bytes, indexes: np.ndarray, tables: CdfTables, coder: str = "range") -> np.ndarray:
     """Inverse of `encode`: the int32 symbols, given the same `indexes`."""
     indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
+    if coder not in CODERS:
+        raise ValueError(f"unknown entropy coder {coder!r}")
     if indexes.size and (indexes.min() < 0 or indexes.max() >= tables.num_tables):
         raise EntropyDecodeError("CDF index out of range")
-    if coder == "range":
-        return _range_decode(data, indexes, tables)
-    if coder == "ans":
-        cdf, length, offset = tables.as_lists()
-        values = ans.RansDecoder().decode_with_indexes(data, indexes.tolist(), cdf, length, offset)
-        return np.asarray(values, dtype=np.int32)
-    raise ValueError(f"unknown entropy coder {coder!r}")
+    if len(data) % 4:
+        raise EntropyDecodeError("stream length is not a multiple of 4")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    order, groups = _groups(indexes)
+    coded_sorted = np.empty(indexes.size, dtype=np.int64)
+    try:
+        if coder == "range":
+            decoder = constriction.stream.queue.RangeDecoder(words)
+        else:
+            decoder = constriction.stream.stack.AnsCoder(words)
+        for k, start, stop in groups:
+            coded_sorted[start:stop] = decoder.decode(tables.model(k), stop - start)
+        values = np.empty_like(coded_sorted)
+        values[order] = coded_sorted
+        escaped = values == tables.length[indexes].astype(np.int64) - 2
+        count = int(escaped.sum())
+        if count:
+            halves = decoder.decode(_HALF_WORD, 2 * count).astype(np.int64).reshape(count, 2)
+            values[escaped] = _unzigzag(halves[:, 0] | (halves[:, 1] << 16))
+    except Exception as error:  # constriction reports broken input as various errors
+        raise EntropyDecodeError(f"{coder} decoder failed: {error}") from None
+    return (values + tables.offset[indexes]).astype(np.int32)
 
 
 def _groups(indexes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
@@ -119,51 +146,6 @@ def _groups(indexes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]
     tables, starts = np.unique(sorted_indexes, return_index=True)
     stops = np.append(starts[1:], len(sorted_indexes))
     return order, list(zip(tables.tolist(), starts.tolist(), stops.tolist()))
-
-
-def _range_encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables) -> bytes:
-    values = symbols - tables.offset[indexes]
-    num_regular = tables.length[indexes].astype(np.int64) - 2
-    escaped = (values < 0) | (values >= num_regular)
-    coded = np.where(escaped, num_regular, values).astype(np.int32)
-
-    encoder = constriction.stream.queue.RangeEncoder()
-    order, groups = _groups(indexes)
-    coded_sorted = coded[order]
-    for k, start, stop in groups:
-        encoder.encode(coded_sorted[start:stop], tables.range_model(k))
-
-    zigzag = _zigzag(values[escaped])
-    if zigzag.size:
-        halves = np.stack([zigzag & 0xFFFF, zigzag >> 16], axis=1).reshape(-1)
-        encoder.encode(halves.astype(np.int32), _HALF_WORD)
-    return encoder.get_compressed().astype("<u4").tobytes()
-
-
-def _range_decode(data: bytes, indexes: np.ndarray, tables: CdfTables) -> np.ndarray:
-    if len(data) % 4:
-        raise EntropyDecodeError("range-coded stream length is not a multiple of 4")
-    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    decoder = constriction.stream.queue.RangeDecoder(words)
-    order, groups = _groups(indexes)
-    coded_sorted = np.empty(indexes.size, dtype=np.int64)
-    try:
-        for k, start, stop in groups:
-            coded_sorted[start:stop] = decoder.decode(tables.range_model(k), stop - start)
-        coded = np.empty_like(coded_sorted)
-        coded[order] = coded_sorted
-        num_regular = tables.length[indexes].astype(np.int64) - 2
-        escaped = coded == num_regular
-        values = coded
-        count = int(escaped.sum())
-        if count:
-            halves = decoder.decode(_HALF_WORD, 2 * count).astype(np.int64).reshape(count, 2)
-            values[escaped] = _unzigzag(halves[:, 0] | (halves[:, 1] << 16))
-    except EntropyDecodeError:
-        raise
-    except Exception as error:  # constriction reports broken input as various errors
-        raise EntropyDecodeError(f"range decoder failed: {error}") from None
-    return (values + tables.offset[indexes]).astype(np.int32)
 
 
 def _zigzag(values: np.ndarray) -> np.ndarray:

@@ -36,7 +36,10 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
         source = BytesIO(source)
     try:
         with Image.open(source) as image:
+            deep = any(";16" in str(tile.args) for tile in image.tile)  # e.g. PNG 'RGB;16B', TIFF 'RGB;16N'
             image.load()
+            if deep and image.mode in ("RGB", "RGBA", "LA", "CMYK"):
+                image.info["aecodec.16bit"] = True
             return image
     except UnidentifiedImageError:
         raise UnsupportedImageError("not an image format Pillow can read") from None
@@ -52,6 +55,10 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         return _array_from_numpy(image)
     if not isinstance(image, Image.Image):
         raise TypeError(f"expected a PIL image or a uint8 numpy array, got {type(image).__name__}")
+    if image.width == 0 or image.height == 0:
+        raise UnsupportedImageError("image has no pixels")
+    if image.info.get("aecodec.16bit"):
+        warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=2)
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode in ("1", "L"):
@@ -72,6 +79,8 @@ def _array_from_numpy(array: np.ndarray) -> tuple[np.ndarray, str]:
         array = _to_8bit(array)
     if array.dtype != np.uint8:
         raise UnsupportedImageError(f"numpy images must be uint8, got {array.dtype}")
+    if 0 in array.shape[:2]:
+        raise UnsupportedImageError(f"image has no pixels (shape {array.shape})")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim == 2:

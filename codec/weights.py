@@ -62,9 +62,13 @@ def rate_points(model: str | None = None, directory: Path | None = None) -> list
 def _scan(directory: str) -> tuple[RatePoint, ...]:
     points = []
     for card_path in sorted(Path(directory).glob("*.json")):
-        card = json.loads(card_path.read_text())
-        if card.get("model") in ARCHITECTURES:
-            points.append(RatePoint(card["model"], float(card["lambda"]), card, card_path))
+        try:
+            card = json.loads(card_path.read_text())
+            if card.get("model") in ARCHITECTURES:
+                points.append(RatePoint(card["model"], float(card["lambda"]), card, card_path))
+                _ = (card["N"], card["M"], card["weights"], bytes.fromhex(card["sha256"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise WeightsError(f"{card_path}: invalid model card ({type(error).__name__}: {error})") from None
     return tuple(sorted(points, key=lambda p: (p.model, p.lmbda)))
 
 
@@ -77,21 +81,20 @@ def sha256_of(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(card_path: Path, device: str) -> LatentCodecModel:
-    card = json.loads(card_path.read_text())
-    path = card_path.parent / card["weights"]
+def _load_cached(model: str, N: int, M: int, path: Path, sha256: str, device: str) -> LatentCodecModel:
     if not path.is_file():
         raise WeightsError(f"weights file {path} is missing")
-    if sha256_of(path) != card["sha256"]:
+    if sha256_of(path) != sha256:
         raise WeightsError(f"weights file {path} does not match the SHA-256 in its model card")
-    model = ARCHITECTURES[card["model"]](card["N"], card["M"])
-    model.load_weights(load_file(str(path)))
-    return model.to(device).eval()
+    net = ARCHITECTURES[model](N, M)
+    net.load_weights(load_file(str(path)))
+    return net.to(device).eval()
 
 
 def load(point: RatePoint, device: str = "cpu") -> LatentCodecModel:
-    """The model of a rate point, weights checked against the card, in eval mode."""
-    return _load_cached(point.card_path, device)
+    """The model of a rate point, its weights file checked against the card's SHA-256, in eval mode."""
+    card = point.card
+    return _load_cached(point.model, card["N"], card["M"], point.weights_path, card["sha256"], device)
 
 
 def export(model: LatentCodecModel, lmbda: float, directory: Path, card: dict) -> Path:
@@ -115,6 +118,7 @@ def export(model: LatentCodecModel, lmbda: float, directory: Path, card: dict) -
     card_path = directory / f"{stem}.json"
     card_path.write_text(json.dumps(full_card, indent=2) + "\n")
     _scan.cache_clear()
+    _load_cached.cache_clear()
     return card_path
 
 

@@ -36,6 +36,9 @@ def test_encode_info_decode_round_trip(tiny_weights_dir, png, tmp_path):
     assert aecodec("decode", str(aec), str(out), env_weights=tiny_weights_dir).returncode == 0
     assert Image.open(out).size == (70, 45)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png", "x.aec"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o666 & ~umask)
 
 
 def test_existing_output_is_kept_without_force(tiny_weights_dir, png, tmp_path):
@@ -83,6 +86,19 @@ def test_usage_errors_exit_2(tiny_weights_dir, png, tmp_path):
     assert aecodec("decode", str(png), str(tmp_path / "x.unknown"), env_weights=tiny_weights_dir).returncode == 2
     assert aecodec("encode", str(png), str(png), "-f", env_weights=tiny_weights_dir).returncode == 2
     assert aecodec("frobnicate", env_weights=tiny_weights_dir).returncode == 2
+    aec = tmp_path / "y.aec"
+    assert aecodec("encode", str(png), str(aec), env_weights=tiny_weights_dir).returncode == 0
+    read_only_format = aecodec("decode", str(aec), str(tmp_path / "out.psd"), env_weights=tiny_weights_dir)
+    assert read_only_format.returncode == 2 and b"cannot write" in read_only_format.stderr
+
+
+def test_debug_shows_the_traceback_from_either_position(tiny_weights_dir, tmp_path):
+    for args in (
+        ("--debug", "info", str(tmp_path / "missing.aec")),
+        ("info", str(tmp_path / "missing.aec"), "--debug"),
+    ):
+        result = aecodec(*args, env_weights=tiny_weights_dir)
+        assert result.returncode != 0 and b"Traceback" in result.stderr
 
 
 def test_eval_prints_bpp_and_psnr(tiny_weights_dir, png):

@@ -148,3 +148,40 @@ def test_unreadable_bytes_are_an_unsupported_image(tiny_weights):
         open_image(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     with pytest.raises(UnsupportedImageError):
         open_image(b"plain text")
+
+
+def test_16_bit_rgb_png_warns_too(tiny_weights):
+    import struct
+    import zlib
+
+    from codec.image import open_image
+
+    height, width = 4, 5
+    samples = np.random.default_rng(0).integers(0, 65535, (height, width * 3)).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in samples)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)  # 16 bits, truecolour
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codec.encode(open_image(png))
+    assert any("16-bit" in str(w.message) for w in caught)
+
+
+def test_a_broken_model_card_is_named(tiny_weights_dir, tmp_path, monkeypatch):
+    import shutil
+
+    for f in tiny_weights_dir.iterdir():
+        shutil.copy(f, tmp_path)
+    (tmp_path / "zz-broken.json").write_text('{"model": "bmshj2018-hyperprior", "lambda": ')
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path))
+    with pytest.raises(codec.WeightsError, match="zz-broken.json: invalid model card"):
+        codec.encode(synthetic_image(8, 8))
+
+
+def test_empty_images_are_refused(tiny_weights):
+    with pytest.raises(UnsupportedImageError, match="no pixels"):
+        codec.encode(np.zeros((0, 5, 3), np.uint8))
