@@ -26,6 +26,8 @@ import torch
 from tqdm import tqdm
 
 import codec
+from benchmarks import jpeg
+from benchmarks.bdrate import bd_rate
 from codec import entropy, weights
 from codec.image import open_image, to_array
 from codec.metrics import bits_per_pixel, psnr
@@ -129,10 +131,13 @@ def main(argv: list[str] | None = None) -> None:
         "--update-cards", action="store_true", help="write the measured Kodak means into the model cards"
     )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "kodak-shipped.json")
+    parser.add_argument("--readme", action="store_true", help="regenerate the shipped-models table in README.md")
+    parser.add_argument("--no-jpeg", action="store_true", help="skip the JPEG 4:2:0 curve and BD-rates")
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     images = kodak_images(args.data, args.limit)
     results = [measure(p, images) for p in weights.rate_points(args.model)]
+    comparisons = {} if args.no_jpeg else compare(results, jpeg.measure(images))
     report = {
         "name": "aecodec shipped rate points",
         "description": f"{len(images)} Kodak images, bpp from .aec file bytes, PSNR on decoded 8-bit RGB",
@@ -142,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
             "torch": torch.__version__,
         },
         "results": results,
+        **comparisons,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
@@ -158,6 +164,66 @@ def main(argv: list[str] | None = None) -> None:
                 point.card_path,
                 kodak={"images": 24, "bpp": round(r["bpp"], 4), "psnr": round(r["psnr"], 3), "coder": "range"},
             )
+    for model, rates in comparisons.get("bd_rate_percent", {}).items():
+        print(f"BD-rate of {model}: " + ", ".join(f"{v:+.1f} % vs {k}" for k, v in rates.items()))
+    if args.readme:
+        write_readme_table(results, comparisons, REPO / "README.md")
+
+
+def compare(results: list[dict], jpeg_curve: dict) -> dict:
+    """BD-rate of each model's curve against JPEG measured now and the published CompressAI curve."""
+    published = json.loads((REPO / "benchmarks" / "reference" / "kodak-published.json").read_text())
+    rates: dict[str, dict[str, float]] = {}
+    for model in sorted({r["model"] for r in results}):
+        points = [r for r in results if r["model"] == model]
+        if len(points) < 2:
+            continue
+        bpp, psnr_db = [r["bpp"] for r in points], [r["psnr"] for r in points]
+        anchors = {"JPEG 4:2:0 (this run)": (jpeg_curve["bpp"], jpeg_curve["psnr"])}
+        if model in published:
+            anchors[f"CompressAI {model} (published)"] = (published[model]["bpp"], published[model]["psnr"])
+        rates[model] = {}
+        for name, (anchor_bpp, anchor_psnr) in anchors.items():
+            try:
+                rates[model][name] = bd_rate(anchor_bpp, anchor_psnr, bpp, psnr_db)
+            except ValueError:
+                continue  # no PSNR overlap
+    return {"jpeg_420": jpeg_curve, "bd_rate_percent": rates}
+
+
+README_BEGIN, README_END = "<!-- shipped-models:begin -->", "<!-- shipped-models:end -->"
+
+
+def write_readme_table(results: list[dict], comparisons: dict, readme: Path) -> None:
+    """Replace the table between the README's markers with these results."""
+    lines = [
+        README_BEGIN,
+        "| model | λ | N | M | `-q` range | Kodak bpp | Kodak PSNR (dB) | encode / decode (ms, median) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        point = next(p for p in weights.rate_points(r["model"]) if p.lmbda == r["lambda"])
+        low, high = quality_range(point)
+        t = r["median_times"]
+        lines.append(
+            f"| {r['model']} | {r['lambda']:g} | {point.card['N']} | {point.card['M']} | {low}–{high} | "
+            f"{r['bpp']:.3f} | {r['psnr']:.2f} | {t['encode_s'] * 1e3:.0f} / {t['decode_s'] * 1e3:.0f} |"
+        )
+    rates = comparisons.get("bd_rate_percent", {})
+    if rates:
+        lines += ["", "| model | BD-rate (pchip, PSNR) against |", "|---|---|"]
+        for model, against in rates.items():
+            lines.append(f"| {model} | " + "; ".join(f"{v:+.1f} % vs {k}" for k, v in against.items()) + " |")
+    lines.append(README_END)
+    text = readme.read_text()
+    start, end = text.index(README_BEGIN), text.index(README_END) + len(README_END)
+    readme.write_text(text[:start] + "\n".join(lines) + text[end:])
+
+
+def quality_range(point: weights.RatePoint) -> tuple[int, int]:
+    """The integer -q values that select this rate point."""
+    chosen = [q for q in range(1, 101) if codec.api.select_rate_point(point.model, q) == point]
+    return min(chosen), max(chosen)
 
 
 if __name__ == "__main__":

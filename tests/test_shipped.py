@@ -56,9 +56,11 @@ def test_reduced_kodak_benchmark_runs(shipped, tmp_path, capsys):
     if directory is None:
         pytest.skip("Kodak not available")
     out = tmp_path / "kodak.json"
-    kodak.main(["--limit", "1", "--model", "bmshj2018-factorized", "--out", str(out)])
+    kodak.main(["--limit", "2", "--model", "bmshj2018-factorized", "--out", str(out)])
     report = json.loads(out.read_text())
     (first, *rest) = report["results"]
     row = first["images"][0]
     assert row["image"] == "kodim01.png" and row["bpp"] == row["bytes"] * 8 / (768 * 512)
     assert 20 < row["psnr"] < 50 and row["decode_entropy_s"] < row["decode_s"]
+    assert len(report["jpeg_420"]["bpp"]) == 19
+    assert "JPEG 4:2:0 (this run)" in report["bd_rate_percent"]["bmshj2018-factorized"]
