@@ -113,6 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", parents=[common], help="list the installed models and rate points")
     p.set_defaults(run=run_models)
+
+    p = sub.add_parser("bench", parents=[common], help="Kodak benchmark: our models and the classical codecs")
+    p.add_argument(
+        "--data", type=Path, default=None, help="Kodak folder (default $AECODEC_KODAK, then ../shared/datasets/kodak)"
+    )
+    p.add_argument("--download", action="store_true", help="fetch Kodak into --data (checked by SHA-256) if missing")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images")
+    p.add_argument("--codecs", default=None, help="comma-separated classical codecs (default: all available)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"), help="results folder (default %(default)s)")
+    p.add_argument("--readme", action="store_true", help="regenerate the results table in README.md")
+    p.add_argument("--update-cards", action="store_true", help="write Kodak means into the model cards")
+    p.set_defaults(run=run_bench)
+
+    p = sub.add_parser("plot", parents=[common], help="rate–distortion plots from a bench results folder")
+    p.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    p.add_argument("--image", type=Path, default=None, help="image for the visual comparison (default kodim23)")
+    p.set_defaults(run=run_plot)
     return parser
 
 
@@ -287,3 +304,30 @@ def run_models(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from benchmarks import data, harness
+
+    _check_device(args.device)
+    directory = args.data or data.default_kodak()
+    if args.download:
+        directory = data.download_kodak(directory or Path("kodak"))
+    images = data.kodak_images(directory, args.limit)
+    names = args.codecs.split(",") if args.codecs else None
+    summary = harness.run(images, args.out, args.device, names, update_cards=args.update_cards)
+    print(harness.readme_table(summary))
+    if args.readme:
+        harness.update_readme(summary)
+
+
+def run_plot(args: argparse.Namespace) -> None:
+    from benchmarks import data, plot
+
+    if not (args.results / "summary.json").is_file():
+        raise AecError(f"{args.results}: no summary.json (run aecodec bench first)")
+    paths = plot.rd_plot(args.results)
+    image = args.image or (data.default_kodak() or Path(".")) / "kodim23.png"
+    if image.is_file():
+        paths.append(plot.visual_comparison(image, args.results))
+    print("\n".join(str(p) for p in paths))

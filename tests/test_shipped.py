@@ -1,12 +1,13 @@
 """The weights in assets/models: complete cards, matching files, trained behaviour."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
 import codec
-from benchmarks import kodak
+from benchmarks import data, harness, plot
 from codec import weights
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES
@@ -51,16 +52,30 @@ def test_shipped_models_reconstruct_a_photo_well_and_rate_grows_with_quality(shi
     assert qualities[1] > 27
 
 
-def test_reduced_kodak_benchmark_runs(shipped, tmp_path, capsys):
-    directory = kodak.default_kodak()
+def test_reduced_kodak_benchmark_measures_every_codec_the_same_way(shipped, tmp_path):
+    directory = data.default_kodak()
     if directory is None:
         pytest.skip("Kodak not available")
-    out = tmp_path / "kodak.json"
-    kodak.main(["--limit", "2", "--model", "bmshj2018-factorized", "--out", str(out)])
-    report = json.loads(out.read_text())
-    (first, *rest) = report["results"]
-    row = first["images"][0]
-    assert row["image"] == "kodim01.png" and row["bpp"] == row["bytes"] * 8 / (768 * 512)
-    assert 20 < row["psnr"] < 50 and row["decode_entropy_s"] < row["decode_s"]
-    assert len(report["jpeg_420"]["bpp"]) == 19
-    assert "JPEG 4:2:0 (this run)" in report["bd_rate_percent"]["bmshj2018-factorized"]
+    images = data.kodak_images(directory, limit=2)
+    summary = harness.run(images, tmp_path, classical_names=["JPEG 4:2:0", "WebP"], max_settings=2)
+
+    rows = list(csv.DictReader(open(tmp_path / "kodak-per-image.csv")))
+    assert {r["codec"] for r in rows} == {
+        "aecodec bmshj2018-factorized",
+        "aecodec bmshj2018-hyperprior",
+        "JPEG 4:2:0",
+        "WebP",
+    }
+    for row in rows:
+        assert float(row["bpp"]) == int(row["bytes"]) * 8 / (768 * 512)
+        assert 15 < float(row["psnr"]) < 50 and 0 < float(row["ms_ssim"]) <= 1
+    jpeg = json.loads((tmp_path / "jpeg-4-2-0.json").read_text())
+    assert jpeg["name"] == "JPEG 4:2:0" and len(jpeg["results"]["bpp"]) == 2
+    assert set(jpeg["results"]) == {"bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time"}
+    ours = summary["codecs"]["aecodec bmshj2018-hyperprior"]
+    assert "JPEG 4:2:0 (this run)" in ours["bd_rate_percent"]
+    speed = summary["speed"]["aecodec bmshj2018-hyperprior"]
+    assert 0 < speed["decode_entropy_ms"] < speed["decode_ms"]
+    assert "| aecodec bmshj2018-hyperprior |" in harness.readme_table(summary)
+    paths = plot.rd_plot(tmp_path)
+    assert all(p.stat().st_size > 10_000 for p in paths)
