@@ -40,9 +40,9 @@ def rd_plot(results: Path) -> list[Path]:
         style = {"marker": "o", "linewidth": 2.2} if ours else {"marker": ".", "linewidth": 1.2}
         ax_psnr.plot(r["bpp"], r["psnr-rgb"], label=curve["name"], **style)
         ax_ssim.plot(r["bpp"], [ms_ssim_db(v) for v in r["ms-ssim-rgb"]], label=curve["name"], **style)
-    for name in REFERENCES:
+    for name, linestyle in zip(REFERENCES, ("--", "-.", ":")):
         if name in published:
-            ax_psnr.plot(published[name]["bpp"], published[name]["psnr"], "--", color="gray", alpha=0.8,
+            ax_psnr.plot(published[name]["bpp"], published[name]["psnr"], linestyle, color="black", alpha=0.7,
                          label=f"{name} (published, CompressAI)")  # fmt: skip
     for ax, ylabel in ((ax_psnr, "PSNR RGB (dB)"), (ax_ssim, "MS-SSIM RGB (dB, −10·log10(1−MS-SSIM))")):
         ax.set_xlabel("bits per pixel (bpp)")
@@ -53,7 +53,7 @@ def rd_plot(results: Path) -> list[Path]:
     ax_ssim.set_ylim(6, 22)
     ax_psnr.legend(fontsize=7.5, loc="lower right")
     machine = summary["machine"]
-    fig.suptitle(f"Kodak ({len(summary['images'])} images), measured on {machine['cpu']}; dashed: published curves")
+    fig.suptitle(f"Kodak ({len(summary['images'])} images), measured on {machine['cpu']}; black: published curves")
     fig.tight_layout()
     paths = [results / "rd-kodak.png", results / "rd-kodak.svg"]
     for path in paths:
