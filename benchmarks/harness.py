@@ -36,7 +36,7 @@ from scipy.interpolate import PchipInterpolator
 from tqdm import tqdm
 
 import codec
-from benchmarks import classical
+from benchmarks import classical, memory
 from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO
 from codec import entropy, weights
@@ -109,6 +109,7 @@ def measure_ours(model: str, images: list[Path], device: str, bar: tqdm) -> Curv
     curve = Curve(f"aecodec {model}", f"aecodec {codec.__version__}, {len(points)} shipped rate points, range coder")
     for point in points:
         quality = quality_for(point)
+        weights.load(point, device)  # load (and check) the weights before timing
         for path, reference in _load(images):
             with EntropyTimer() as enc_entropy:
                 start = time.perf_counter()
@@ -260,13 +261,16 @@ def readme_table(summary: dict) -> str:
         "",
         f"{len(summary['images'])} Kodak images; {machine['cpu']}, {machine['torch_threads']} threads, device {machine['device']}.",
         "BD-rate: pchip over the overlapping PSNR interval, all points; negative = fewer bits. '–': outside the measured range or no overlap.",
+        "Times: median wall time per image with the weights already loaded; peak RSS: one encode + decode in a fresh process.",
         "",
-        "| codec | encode ms | decode ms | of which entropy coding (enc / dec) |",
-        "|---|---|---|---|",
+        "| codec | encode ms | decode ms | of which entropy coding (enc / dec) | peak RSS, MiB (after loading) |",
+        "|---|---|---|---|---|",
     ]
     for name, t in summary["speed"].items():
         split = f"{t['encode_entropy_ms']:.0f} / {t['decode_entropy_ms']:.0f}" if "encode_entropy_ms" in t else ""
-        lines.append(f"| {name} | {t['encode_ms']:.0f} | {t['decode_ms']:.0f} | {split} |")
+        mem = summary.get("memory", {}).get(name, {})
+        rss = f"{mem['peak_mib']:.0f} ({mem['baseline_mib']:.0f})" if "peak_mib" in mem else ""
+        lines.append(f"| {name} | {t['encode_ms']:.0f} | {t['decode_ms']:.0f} | {split} | {rss} |")
     return "\n".join(lines)
 
 
@@ -328,6 +332,14 @@ def run(
         },
         "codecs": summarize(curves),
         "speed": speed(curves),
+        "memory": {
+            **{f"aecodec {m}": memory.peak_memory("ours", m, images[0], device) for m in models},
+            **{
+                c.name: memory.peak_memory("classical", c.name, images[0])
+                for c in codecs
+                if c.name in ("JPEG 4:2:0", "AVIF 4:4:4")
+            },
+        },
         "curves": [slug(c.name) + ".json" for c in curves],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -1,0 +1,55 @@
+"""Peak resident memory of one encode and one decode, each codec in a fresh process.
+
+A fresh process per codec, because peak RSS (getrusage's ru_maxrss) only ever
+grows: the number reported is the peak of the whole process, and the baseline
+is the RSS after imports and loading the model, before the first image.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+_SCRIPT = r"""
+import json, resource, sys
+import numpy as np
+from PIL import Image
+kind, name, path, device = sys.argv[1:5]
+rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+reference = np.asarray(Image.open(path).convert("RGB"))
+if kind == "ours":
+    import torch
+    import codec
+    from codec import api, weights
+    torch.set_grad_enabled(False)
+    point = weights.rate_points(name)[-1]
+    weights.load(point, device)
+    baseline = rss()
+    data = codec.encode(reference, quality=100, model=name, device=device)
+    after_encode = rss()
+    codec.decode(data, device=device)
+else:
+    from benchmarks import classical
+    (chosen,) = [c for c in classical.available() if c.name == name]
+    baseline = rss()
+    data = chosen.encode(Image.fromarray(reference), chosen.settings[len(chosen.settings) // 2])
+    after_encode = rss()
+    chosen.decode(data)
+print(json.dumps({"baseline_mib": baseline, "peak_after_encode_mib": after_encode, "peak_mib": rss()}))
+"""
+
+
+def peak_memory(kind: str, name: str, image: Path, device: str = "cpu") -> dict:
+    """{'baseline_mib', 'peak_after_encode_mib', 'peak_mib'} of one encode + decode of `image`."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, kind, name, str(image), device],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
