@@ -60,10 +60,12 @@ def available() -> list[ClassicalCodec]:
             f"OpenJPEG {features.version('jpg_2000')}, 9/7 wavelet, compression ratio 320..8",
         ))  # fmt: skip
     try:
+        from importlib.metadata import version
+
         import pillow_jxl  # noqa: F401  (registers the JXL format)
 
         codecs.append(ClassicalCodec("JPEG XL", "JXL", QUALITIES, lambda q: {"quality": q},
-                                     "libjxl via pillow-jxl-plugin, quality 5..95"))  # fmt: skip
+                                     f"libjxl via pillow-jxl-plugin {version('pillow-jxl-plugin')}, quality 5..95"))  # fmt: skip
     except ImportError:
         pass
     return codecs
