@@ -31,7 +31,7 @@ def ms_ssim(reference: np.ndarray, decoded: np.ndarray) -> float:
 
     if min(reference.shape[:2]) < 161:
         return math.nan
-    x, y = (torch.tensor(a, dtype=torch.float64).permute(2, 0, 1)[None] for a in (reference, decoded))
+    x, y = (torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None] for a in (reference, decoded))
     return float(_ms_ssim(x, y, data_range=255))
 
 
