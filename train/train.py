@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -72,6 +73,22 @@ def describe_hardware(device: str) -> str:
     return f"CPU: {cpu}, {torch.get_num_threads()} thread(s)"
 
 
+def describe_init(path: str) -> dict | None:
+    """What a run started from: the weights file, and that model's own training, from its card."""
+    if not path:
+        return None
+    card_path = Path(path).with_suffix(".json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    training = card.get("training", {})
+    return {
+        "weights": Path(path).name,
+        "sha256": card.get("sha256"),
+        "lambda": card.get("lambda"),
+        "steps": training.get("total_steps", training.get("steps")),
+        "hours": training.get("total_hours", training.get("hours")),
+    }
+
+
 def parse_overrides(config: Config, argv: list[str]) -> Config:
     """Apply ``--name=value`` arguments, each cast to the field's type."""
     fields = {f.name: f for f in dataclasses.fields(config)}
@@ -116,7 +133,7 @@ def main(argv: list[str]) -> None:
     dataset = ImageFolder([Path(p) for p in config.data.split(",")], config.crop, config.seed)
     print(f"train: {len(dataset)} images ({dataset.skipped} smaller than {config.crop}² skipped)", file=sys.stderr)
 
-    step, extra = 0, {"seconds": 0.0, "images_seen": 0, "init": config.init}
+    step, extra = 0, {"seconds": 0.0, "images_seen": 0, "init": describe_init(config.init)}
     if ckpt_path.exists():
         step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator)
         print(f"train: resumed from {ckpt_path} at step {step}", file=sys.stderr)
@@ -186,16 +203,20 @@ def main(argv: list[str]) -> None:
     )
 
     if config.export_dir:
+        init = extra.get("init")
+        init = describe_init(init) if isinstance(init, str) else init  # older checkpoints kept the path
         card = {
             "training": {
                 "data": config.data,
                 "steps": step,
+                "total_steps": step + ((init or {}).get("steps") or 0),
+                "total_hours": round(extra["seconds"] / 3600 + ((init or {}).get("hours") or 0), 3),
                 "images_seen": extra["images_seen"],
                 "crop": config.crop,
                 "batch": config.batch,
                 "hardware": describe_hardware(config.device),
                 "hours": round(extra["seconds"] / 3600, 3),
-                "initialized_from": extra.get("init") or None,
+                "initialized_from": init,
                 "config": dataclasses.asdict(config),
             }
         }
