@@ -1,6 +1,7 @@
 """A few CPU training steps on synthetic images: the whole pipeline, end to end."""
 
 import csv
+import json
 
 import numpy as np
 import torch
@@ -38,3 +39,29 @@ def test_training_lowers_the_loss_and_exports_a_working_model(tmp_path, monkeypa
     assert point.card["training"]["steps"] == 80 and point.card["training"]["images_seen"] == 320
     decoded = codec.decode(codec.encode(synthetic_image(50, 60, seed=9)))
     assert decoded.size == (60, 50)
+
+
+def test_a_fine_tune_records_what_it_started_from(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    common = ["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--crop=64", "--batch=2", f"--data={data}"]
+    main([*common, "--steps=6", "--lmbda=0.01", f"--out_dir={tmp_path / 'a'}", f"--export_dir={tmp_path / 'base'}"])
+    (base_card,) = (tmp_path / "base").glob("*.json")
+    base_weights = base_card.with_suffix(".safetensors")
+    main(
+        [
+            *common,
+            "--steps=4",
+            "--lmbda=0.05",
+            f"--init={base_weights}",
+            f"--out_dir={tmp_path / 'b'}",
+            f"--export_dir={tmp_path / 'tuned'}",
+        ]
+    )
+    (card_path,) = (tmp_path / "tuned").glob("*.json")
+    training = json.loads(card_path.read_text())["training"]
+    assert training["steps"] == 4 and training["total_steps"] == 10
+    assert training["initialized_from"]["weights"] == base_weights.name
+    assert training["initialized_from"]["sha256"] == json.loads(base_card.read_text())["sha256"]
