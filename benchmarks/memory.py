@@ -1,8 +1,10 @@
 """Peak resident memory of one encode and one decode, each codec in a fresh process.
 
-A fresh process per codec, because peak RSS (getrusage's ru_maxrss) only ever
-grows: the number reported is the peak of the whole process, and the baseline
-is the RSS after imports and loading the model, before the first image.
+A fresh process per codec, because peak RSS only ever grows: the number
+reported is the peak of the whole process (VmHWM in /proc/self/status, which,
+unlike getrusage's ru_maxrss, does not inherit the parent's peak across
+fork and exec), and the baseline is the RSS after imports and loading the
+model, before the first image.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ import json, resource, sys
 import numpy as np
 from PIL import Image
 kind, name, path, device = sys.argv[1:5]
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+def rss():
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024  # MiB
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 reference = np.asarray(Image.open(path).convert("RGB"))
 if kind == "ours":
     import torch
