@@ -289,7 +289,6 @@ def run(
     max_settings: int = 0,
 ) -> dict:
     """Measure everything, write the results files into `out`, and return the summary."""
-    torch.set_grad_enabled(False)
     models = sorted({p.model for p in weights.rate_points()})
     codecs = [c for c in classical.available() if classical_names is None or c.name in classical_names]
     if max_settings:  # a reduced run: evenly spaced settings of each classical codec
@@ -304,7 +303,7 @@ def run(
         ]
     total = len(images) * (len(weights.rate_points()) + sum(len(c.settings) for c in codecs))
     curves = []
-    with tqdm(total=total, desc="kodak", unit="code", file=sys.stderr, dynamic_ncols=True) as bar:
+    with torch.no_grad(), tqdm(total=total, desc="kodak", unit="code", file=sys.stderr, dynamic_ncols=True) as bar:
         for model in models:
             curves.append(measure_ours(model, images, device, bar))
         for codec_ in codecs:

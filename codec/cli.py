@@ -302,10 +302,6 @@ def run_models(args: argparse.Namespace) -> None:
         print(f"{point.model:<24} λ={point.lmbda:<8g} N={point.card['N']:<4} M={point.card['M']:<4} {measured}")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def run_bench(args: argparse.Namespace) -> None:
     from benchmarks import data, harness
 
@@ -331,3 +327,7 @@ def run_plot(args: argparse.Namespace) -> None:
     if image.is_file():
         paths.append(plot.visual_comparison(image, args.results))
     print("\n".join(str(p) for p in paths))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
