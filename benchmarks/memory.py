@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 _SCRIPT = r"""
-import json, resource, sys
+import json, resource, sys, time
 import numpy as np
 from PIL import Image
 kind, name, path, device = sys.argv[1:5]
@@ -34,27 +34,37 @@ if kind == "ours":
     point = weights.rate_points(name)[-1]
     weights.load(point, device)
     baseline = rss()
+    start = time.perf_counter()
     data = codec.encode(reference, quality=100, model=name, device=device)
+    encode_s = time.perf_counter() - start
     after_encode = rss()
+    start = time.perf_counter()
     codec.decode(data, device=device)
+    decode_s = time.perf_counter() - start
 else:
     from benchmarks import classical
     (chosen,) = [c for c in classical.available() if c.name == name]
     baseline = rss()
+    start = time.perf_counter()
     data = chosen.encode(Image.fromarray(reference), chosen.settings[len(chosen.settings) // 2])
+    encode_s = time.perf_counter() - start
     after_encode = rss()
+    start = time.perf_counter()
     chosen.decode(data)
-print(json.dumps({"baseline_mib": baseline, "peak_after_encode_mib": after_encode, "peak_mib": rss()}))
+    decode_s = time.perf_counter() - start
+print(json.dumps({"baseline_mib": baseline, "peak_after_encode_mib": after_encode, "peak_mib": rss(),
+                  "encode_s": encode_s, "decode_s": decode_s, "bytes": len(data)}))
 """
 
 
-def peak_memory(kind: str, name: str, image: Path, device: str = "cpu") -> dict:
-    """{'baseline_mib', 'peak_after_encode_mib', 'peak_mib'} of one encode + decode of `image`."""
+def peak_memory(kind: str, name: str, image: Path, device: str = "cpu", timeout: float = 600) -> dict:
+    """{'baseline_mib', 'peak_after_encode_mib', 'peak_mib', 'encode_s', 'decode_s', 'bytes'} of one
+    encode + decode of `image` (ours at the highest shipped rate point)."""
     result = subprocess.run(
         [sys.executable, "-c", _SCRIPT, kind, name, str(image), device],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         cwd=Path(__file__).resolve().parent.parent,
     )
     if result.returncode != 0:

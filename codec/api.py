@@ -1,8 +1,9 @@
 """encode() and decode(): the whole data path, in one direction each.
 
-encode: image → 8-bit RGB array → edge padding → model.compress (analysis
-transform, quantization, entropy coding) → container.
-decode: container → model.decompress → crop → image in the original colour mode.
+encode: image → 8-bit RGB array → edge padding → analysis transform (tiled)
+→ quantization and entropy coding (model.compress_latent) → container.
+decode: container → entropy decoding (model.decompress_latent) → synthesis
+transform (tiled, cropped) → image in the original colour mode.
 
 Quality. ``quality`` is a number from 1 to 100, higher is better, as in cjpeg
 and cwebp. It maps to a target λ log-uniformly over CompressAI's λ range,
@@ -20,11 +21,11 @@ import math
 import numpy as np
 from PIL import Image
 
-from codec import container, weights
+from codec import container, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, UnsupportedImageError, WeightsError
-from codec.image import ImageLike, pad, to_array, to_image, unpad
+from codec.image import ImageLike, pad, to_array, to_image
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 
 DEFAULT_MODEL = "bmshj2018-hyperprior"
@@ -56,8 +57,12 @@ def encode(
     model: str = DEFAULT_MODEL,
     coder: str = "range",
     device: str = "cpu",
+    tile: int = tiling.TILE,
 ) -> bytes:
-    """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes."""
+    """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes.
+
+    `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
+    """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
     array, mode = to_array(image)
@@ -69,9 +74,11 @@ def encode(
         )
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
-    x = pad(array, PAD_MULTIPLE).to(device)
-    streams = net.compress(x, coder)
-    shapes = net.latent_shapes(x.shape[2], x.shape[3])
+    padded = pad(array, PAD_MULTIPLE)
+    del array
+    y = tiling.analysis(net.g_a, padded, device, tile)
+    streams = net.compress_latent(y, coder)
+    shapes = net.latent_shapes(*padded.shape[:2])
     header = Header(
         model=model,
         fingerprint=point.fingerprint,
@@ -105,7 +112,7 @@ def rate_point_of(header: Header) -> weights.RatePoint:
     )
 
 
-def decode(data: bytes, device: str = "cpu") -> Image.Image:
+def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.Image:
     """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded)."""
     header, streams = container.unpack(data)
     net = weights.load(rate_point_of(header), device)
@@ -115,7 +122,10 @@ def decode(data: bytes, device: str = "cpu") -> Image.Image:
     if header.latent_shapes != tuple(expected[name] for name in net.stream_names):
         raise FormatError("latent shapes in the stream table do not match the model and image size")
     try:
-        x_hat = net.decompress(streams, padded_height, padded_width, header.coder)
+        y_hat = net.decompress_latent(
+            streams, padded_height, padded_width, header.coder, terminated=header.streams_terminated
+        )
     except EntropyDecodeError as error:
         raise FormatError(f"entropy-coded stream is corrupt: {error}") from None
-    return to_image(unpad(x_hat, header.height, header.width), header.mode)
+    pixels = tiling.synthesis(net.g_s, y_hat, header.height, header.width, tile)
+    return to_image(pixels, header.mode)

@@ -254,7 +254,7 @@ def run_info(args: argparse.Namespace) -> None:
     names = ARCHITECTURES[header.model].stream_names if header.model in ARCHITECTURES else ()
     lines = [
         f"file: {args.input}",
-        f"format version: {container.VERSION}",
+        f"format version: {header.version}",
         f"model: {header.model}",
         f"weights: {header.fingerprint.hex()} ({installed})",
         f"rate parameter (lambda): {header.rate:.6g}",

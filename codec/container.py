@@ -1,11 +1,11 @@
-"""The .aec file format, version 1: every byte, and its validation.
+"""The .aec file format, version 2: every byte, and its validation.
 
 All integers are little-endian. Offsets are from the start of the file; L is
 the length of the model name. docs/FORMAT.md is the same table with prose.
 
     offset    size  field
     0         4     magic: 89 41 45 43 ("\\x89AEC")
-    4         1     format version: 1
+    4         1     format version: 2 (1 is read too; see below)
     5         1     flags: 0 (reserved; any other value is an error)
     6         1     L: length of the model name, 1..64
     7         L     model name, printable ASCII without spaces (e.g. "bmshj2018-hyperprior")
@@ -19,6 +19,11 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     30+L      10·S  per stream: channels u16, rows u16, columns u16, byte length u32
     30+L+10S  Σ     the S streams' bytes, back to back, in the order above
     end-4     4     CRC-32 (zlib) of every byte before it
+
+Versions. Version 2 is version 1 with one change inside the streams: each
+entropy-coded stream ends with a 32-bit end marker (codec/entropy.py), which
+lets the decoder reject a truncated or inconsistent stream before it
+synthesizes any pixel. Version 1 files (no end marker) still decode.
 
 The file is exactly that long: trailing bytes are an error. `unpack` checks the
 structure and the CRC before it returns anything; the codec then checks that
@@ -35,7 +40,8 @@ from dataclasses import dataclass
 from codec.errors import FormatError
 
 MAGIC = b"\x89AEC"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_NAME_LENGTH = 64
 MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 26
@@ -61,6 +67,12 @@ class Header:
     height: int
     width: int
     latent_shapes: tuple[tuple[int, int, int], ...]
+    version: int = VERSION
+
+    @property
+    def streams_terminated(self) -> bool:
+        """Whether each stream ends with the entropy coder's end marker (version ≥ 2)."""
+        return self.version >= 2
 
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
@@ -68,7 +80,9 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     name = header.model.encode("ascii")
     if not 1 <= len(name) <= MAX_NAME_LENGTH or len(streams) != len(header.latent_shapes):
         raise ValueError("invalid header")
-    parts = [MAGIC, bytes([VERSION, 0, len(name)]), name]
+    if header.version not in READABLE_VERSIONS:
+        raise ValueError(f"cannot write format version {header.version}")
+    parts = [MAGIC, bytes([header.version, 0, len(name)]), name]
     parts.append(
         _FIXED_AFTER_NAME.pack(
             header.fingerprint,
@@ -93,8 +107,11 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if reader.take(4, "magic") != MAGIC:
         raise FormatError("not an .aec file (bad magic bytes)")
     version, flags, name_length = reader.take(3, "version")
-    if version != VERSION:
-        raise FormatError(f"unsupported .aec format version {version} (this aecodec reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError(
+            f"unsupported .aec format version {version} (this aecodec reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
     if flags != 0:
         raise FormatError(f"unknown header flags {flags:#04x}")
     if not 1 <= name_length <= MAX_NAME_LENGTH:
@@ -130,7 +147,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     (crc,) = _CRC.unpack(reader.take(_CRC.size, "checksum"))
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
-    header = Header(name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes))
+    header = Header(name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes), version)
     return header, streams
 
 

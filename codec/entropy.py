@@ -25,6 +25,14 @@ a symbol s with table k is coded as v = s - offset[k]; v in
 [0, length[k] - 2) is a regular symbol and anything else is the table's escape
 symbol, whose zig-zag value follows, after all groups, as two uniform 16-bit
 halves. cdf[k, :length[k]] runs from 0 to 2**precision.
+
+Every stream ends with `END_MARKER`, a 32-bit constant coded as two more
+uniform 16-bit halves (format version 2 on). A coder that runs past the end of
+its data reads zeros rather than failing, so without the marker a truncated or
+inconsistent stream would decode into garbage, and, for a large image, only
+after a long synthesis; with it the decoder knows, before any pixel is made,
+that it consumed a whole, consistent stream (a wrong stream passes with
+probability 2**-32).
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ import numpy as np
 CODERS: tuple[str, ...] = ("range", "ans")
 
 _HALF_WORD = constriction.stream.model.Uniform(1 << 16)
+END_MARKER = 0xAEC0FFEE
+_END_HALVES = np.array([END_MARKER & 0xFFFF, END_MARKER >> 16], dtype=np.int32)
 
 
 class EntropyDecodeError(ValueError):
@@ -76,8 +86,10 @@ class CdfTables:
         return model
 
 
-def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: str = "range") -> bytes:
-    """Code integer `symbols`, each with the CDF table named by `indexes`."""
+def encode(
+    symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: str = "range", terminated: bool = True
+) -> bytes:
+    """Code integer `symbols`, each with the CDF table named by `indexes`, then (if `terminated`) END_MARKER."""
     symbols = np.asarray(symbols, dtype=np.int64).reshape(-1)
     indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
     if symbols.shape != indexes.shape:
@@ -99,8 +111,12 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: s
             encoder.encode(coded_sorted[start:stop], tables.model(k))
         if halves.size:
             encoder.encode(halves, _HALF_WORD)
+        if terminated:
+            encoder.encode(_END_HALVES, _HALF_WORD)
     else:  # a stack: push in reverse so that it pops in the range coder's order
         encoder = constriction.stream.stack.AnsCoder()
+        if terminated:
+            encoder.encode_reverse(_END_HALVES, _HALF_WORD)
         if halves.size:
             encoder.encode_reverse(halves, _HALF_WORD)
         for k, start, stop in reversed(groups):
@@ -108,8 +124,10 @@ def encode(symbols: np.ndarray, indexes: np.ndarray, tables: CdfTables, coder: s
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
-def decode(data: bytes, indexes: np.ndarray, tables: CdfTables, coder: str = "range") -> np.ndarray:
-    """Inverse of `encode`: the int32 symbols, given the same `indexes`."""
+def decode(
+    data: bytes, indexes: np.ndarray, tables: CdfTables, coder: str = "range", terminated: bool = True
+) -> np.ndarray:
+    """Inverse of `encode`: the int32 symbols, given the same `indexes` (and `terminated`)."""
     indexes = np.asarray(indexes, dtype=np.int64).reshape(-1)
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}")
@@ -134,8 +152,11 @@ def decode(data: bytes, indexes: np.ndarray, tables: CdfTables, coder: str = "ra
         if count:
             halves = decoder.decode(_HALF_WORD, 2 * count).astype(np.int64).reshape(count, 2)
             values[escaped] = _unzigzag(halves[:, 0] | (halves[:, 1] << 16))
+        end_marker_found = not terminated or np.array_equal(decoder.decode(_HALF_WORD, 2), _END_HALVES)
     except Exception as error:  # constriction reports broken input as various errors
         raise EntropyDecodeError(f"{coder} decoder failed: {error}") from None
+    if not end_marker_found:
+        raise EntropyDecodeError(f"{coder} stream does not end with the end marker (truncated or inconsistent)")
     return (values + tables.offset[indexes]).astype(np.int32)
 
 

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from codec.errors import AecWarning, UnsupportedImageError
@@ -106,24 +104,17 @@ def _require_opaque(alpha: np.ndarray) -> None:
         raise UnsupportedImageError("images with transparency are not supported (alpha would be lost)")
 
 
-def pad(array: np.ndarray, multiple: int) -> torch.Tensor:
-    """(1, 3, H', W') float tensor in [0, 1], edge-padded up to a multiple of `multiple`.
+def pad(array: np.ndarray, multiple: int) -> np.ndarray:
+    """The uint8 (H, W, 3) image edge-padded up to a multiple of `multiple` in both sides.
 
     Replicating the border (rather than zero padding) keeps the padded area smooth,
     so it costs few bits.
     """
     height, width = array.shape[:2]
-    x = torch.tensor(array).permute(2, 0, 1).unsqueeze(0).float().div_(255)
     pad_h, pad_w = -height % multiple, -width % multiple
     if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x
-
-
-def unpad(x: torch.Tensor, height: int, width: int) -> np.ndarray:
-    """The top-left (height, width) of a (1, 3, H', W') reconstruction as uint8 RGB."""
-    x = torch.nan_to_num(x[0, :, :height, :width].float(), nan=0.0)
-    return x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        array = np.pad(array, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return array
 
 
 def to_image(array: np.ndarray, mode: str) -> Image.Image:

@@ -18,7 +18,7 @@ HEADER = Header("bmshj2018-hyperprior", bytes(range(8)), 0.013, "range", "RGB", 
 def test_layout_matches_the_documented_offsets():
     data = container.pack(HEADER, [b"zz", b"yyy"])
     name = b"bmshj2018-hyperprior"
-    assert data[:4] == b"\x89AEC" and data[4] == 1 and data[5] == 0 and data[6] == len(name)
+    assert data[:4] == b"\x89AEC" and data[4] == 2 and data[5] == 0 and data[6] == len(name)
     at = 7 + len(name)
     assert data[7:at] == name
     assert data[at : at + 8] == bytes(range(8))
@@ -104,7 +104,7 @@ def test_absurd_field_values_are_named_even_with_a_valid_crc(offset, fmt, value,
 
 def test_unknown_version_magic_flags_and_name_are_named():
     data = container.pack(HEADER, [b"zz", b"yyy"])
-    cases = {4: (2, "version 2"), 5: (1, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
+    cases = {4: (3, "version 3"), 5: (1, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
     for position, (value, message) in cases.items():
         body = bytearray(data[:-4])
         body[position] = value

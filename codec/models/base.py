@@ -5,9 +5,14 @@ defines, symmetrically (as in CompressAI):
 
 * ``forward(x)`` for training: the reconstruction and the likelihood of every
   latent under the entropy model (uniform noise stands in for rounding);
-* ``compress(x, coder)``: one byte string per latent stream, in
+* ``compress_latent(y, coder)``: quantization and entropy coding of the
+  analysis transform's output y, one byte string per latent stream, in
   ``stream_names`` order (the order the decoder needs them);
-* ``decompress(streams, height, width, coder)``: the reconstruction.
+* ``decompress_latent(streams, height, width, coder)``: the quantized y_hat.
+
+``g_a`` and ``g_s`` are the analysis and synthesis transforms; the codec runs
+them tile by tile (codec/tiling.py). ``compress(x)`` and ``decompress(...)``
+chain them with the latent coding for a whole image in one piece.
 
 ``height`` and ``width`` are those of the padded input, a multiple of
 ``PAD_MULTIPLE``. The integer CDF tables are built once by ``update_tables()``
@@ -24,6 +29,7 @@ from compressai.entropy_models import EntropyModel
 from torch import Tensor, nn
 
 from codec.entropy import CdfTables
+from codec.integer import IntegerSynthesis
 
 PAD_MULTIPLE = 64
 _TABLE_BUFFERS = ("_quantized_cdf", "_cdf_length", "_offset", "scale_table")
@@ -34,6 +40,8 @@ class LatentCodecModel(nn.Module):
 
     name: ClassVar[str]
     stream_names: ClassVar[tuple[str, ...]]
+    g_a: nn.Module
+    g_s: nn.Module
 
     def __init__(self, N: int, M: int) -> None:
         super().__init__()
@@ -49,11 +57,24 @@ class LatentCodecModel(nn.Module):
         """(channels, rows, columns) of each stream's latent for a padded input."""
         raise NotImplementedError
 
-    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
+    def compress_latent(self, y: Tensor, coder: str = "range") -> list[bytes]:
         raise NotImplementedError
 
-    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+    def decompress_latent(
+        self, streams: list[bytes], height: int, width: int, coder: str = "range", terminated: bool = True
+    ) -> Tensor:
+        """y_hat from the streams; `terminated`: streams end with entropy.END_MARKER (format ≥ 2)."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
+        """The streams of a whole (1, 3, H, W) image in [0, 1], sides multiples of PAD_MULTIPLE."""
+        return self.compress_latent(self.g_a(x), coder)
+
+    @torch.no_grad()
+    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+        """The (1, 3, height, width) float reconstruction of a whole image."""
+        return self.g_s(self.decompress_latent(streams, height, width, coder))
 
     def aux_loss(self) -> Tensor:
         """Quantile loss of the factorized entropy bottlenecks (Ballé et al. 2018)."""
@@ -85,12 +106,21 @@ class LatentCodecModel(nn.Module):
         return self._tables[stream]
 
     def load_weights(self, state: dict[str, Tensor]) -> None:
-        """Load a state dict that includes the CDF table buffers (whose sizes vary)."""
+        """Load a state dict that includes the CDF tables and integer networks (whose sizes vary).
+
+        Integer networks (codec/integer.py) may be absent: weights exported
+        before they existed load without them and code with float networks.
+        """
         for key, value in state.items():
             module_name, _, buffer_name = key.rpartition(".")
-            if buffer_name in _TABLE_BUFFERS:
-                self.get_submodule(module_name).register_buffer(buffer_name, torch.empty_like(value))
-        self.load_state_dict(state, strict=True)
+            module = self.get_submodule(module_name)
+            if buffer_name in _TABLE_BUFFERS or isinstance(module, IntegerSynthesis):
+                module.register_buffer(buffer_name, torch.empty_like(value))
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        integer_prefixes = tuple(f"{name}." for name, m in self.named_modules() if isinstance(m, IntegerSynthesis))
+        missing = [key for key in missing if not key.startswith(integer_prefixes)]
+        if missing or unexpected:
+            raise RuntimeError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
         self._tables.clear()
 
 

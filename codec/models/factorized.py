@@ -53,18 +53,18 @@ class FactorizedPrior(LatentCodecModel):
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
     @torch.no_grad()
-    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
-        y = self.g_a(x)
+    def compress_latent(self, y: Tensor, coder: str = "range") -> list[bytes]:
         symbols = torch.round(y - self._medians()).to(torch.int32)
         indexes = channel_indexes(*y.shape[1:])
         return [entropy.encode(symbols.cpu().numpy(), indexes.numpy(), self.tables("y"), coder)]
 
     @torch.no_grad()
-    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+    def decompress_latent(
+        self, streams: list[bytes], height: int, width: int, coder: str = "range", terminated: bool = True
+    ) -> Tensor:
         (y_string,) = streams
         shape = self.latent_shapes(height, width)["y"]
         indexes = channel_indexes(*shape)
-        symbols = entropy.decode(y_string, indexes.numpy(), self.tables("y"), coder)
+        symbols = entropy.decode(y_string, indexes.numpy(), self.tables("y"), coder, terminated)
         medians = self._medians()
-        y_hat = torch.from_numpy(symbols).to(medians).view(1, *shape) + medians
-        return self.g_s(y_hat)
+        return torch.from_numpy(symbols).to(medians).view(1, *shape) + medians

@@ -18,6 +18,11 @@ non-negative. z itself is coded with a factorized EntropyBottleneck. The
 Gaussian scales are quantized to a fixed table of 64 log-spaced values between
 0.11 and 256 (as in CompressAI), one CDF table each.
 
+Coding does not use the float h_s to choose those tables: at export, h_s is
+quantized into an integer-exact copy (codec/integer.py) whose table indexes
+are identical on every machine, thread count and device. Weights exported
+before that copy existed still code with the float h_s.
+
 The streams are sent in decoding order: z first, then y.
 """
 
@@ -30,6 +35,7 @@ from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianC
 from torch import Tensor, nn
 
 from codec import entropy
+from codec.integer import IntegerSynthesis
 from codec.layers import analysis_transform, conv, deconv, synthesis_transform
 from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes
 
@@ -64,6 +70,7 @@ class ScaleHyperprior(LatentCodecModel):
         )  # fmt: skip
         self.entropy_bottleneck = EntropyBottleneck(N)
         self.gaussian_conditional = GaussianConditional(scale_table())
+        self.h_s_integer = IntegerSynthesis(num_layers=3)
 
     def entropy_models(self) -> dict[str, EntropyModel]:
         return {"z": self.entropy_bottleneck, "y": self.gaussian_conditional}
@@ -83,18 +90,25 @@ class ScaleHyperprior(LatentCodecModel):
     def _z_medians(self) -> Tensor:
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
 
-    def _y_indexes(self, z_hat: Tensor) -> Tensor:
+    @torch.no_grad()
+    def update_tables(self) -> None:
+        super().update_tables()
+        self.h_s_integer = IntegerSynthesis.quantize(
+            self.h_s, self._z_medians(), self.gaussian_conditional.scale_table
+        ).to(self._z_medians().device)
+
+    def _y_indexes(self, z_symbols: Tensor) -> Tensor:
         """CDF index of each element of y: its predicted scale, rounded up the table."""
-        return self.gaussian_conditional.build_indexes(self.h_s(z_hat))
+        if self.h_s_integer.ready:
+            return self.h_s_integer.indexes(z_symbols)
+        return self.gaussian_conditional.build_indexes(self.h_s(z_symbols.to(self._z_medians()) + self._z_medians()))
 
     @torch.no_grad()
-    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
-        y = self.g_a(x)
+    def compress_latent(self, y: Tensor, coder: str = "range") -> list[bytes]:
         z = self.h_a(torch.abs(y))
         z_symbols = torch.round(z - self._z_medians())
-        z_hat = z_symbols + self._z_medians()
         z_indexes = channel_indexes(*z.shape[1:])
-        y_indexes = self._y_indexes(z_hat)
+        y_indexes = self._y_indexes(z_symbols)
         y_symbols = torch.round(y)
         return [
             entropy.encode(z_symbols.int().cpu().numpy(), z_indexes.numpy(), self.tables("z"), coder),
@@ -102,14 +116,13 @@ class ScaleHyperprior(LatentCodecModel):
         ]
 
     @torch.no_grad()
-    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+    def decompress_latent(
+        self, streams: list[bytes], height: int, width: int, coder: str = "range", terminated: bool = True
+    ) -> Tensor:
         z_string, y_string = streams
         shapes = self.latent_shapes(height, width)
         z_indexes = channel_indexes(*shapes["z"])
-        z_symbols = entropy.decode(z_string, z_indexes.numpy(), self.tables("z"), coder)
-        medians = self._z_medians()
-        z_hat = torch.from_numpy(z_symbols).to(medians).view(1, *shapes["z"]) + medians
-        y_indexes = self._y_indexes(z_hat)
-        y_symbols = entropy.decode(y_string, y_indexes.cpu().numpy(), self.tables("y"), coder)
-        y_hat = torch.from_numpy(y_symbols).to(medians).view(1, *shapes["y"])
-        return self.g_s(y_hat)
+        z_symbols = entropy.decode(z_string, z_indexes.numpy(), self.tables("z"), coder, terminated)
+        y_indexes = self._y_indexes(torch.from_numpy(z_symbols).view(1, *shapes["z"]))
+        y_symbols = entropy.decode(y_string, y_indexes.cpu().numpy(), self.tables("y"), coder, terminated)
+        return torch.from_numpy(y_symbols).to(self._z_medians()).view(1, *shapes["y"])

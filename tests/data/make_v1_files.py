@@ -1,4 +1,4 @@
-"""How tests/data/v1 was made (run once, with format version 1; never regenerate).
+"""How tests/data/v1 was made with aecodec 0.1 (format version 1; never regenerate: the current code writes version 2).
 
 Tiny models (N=8, M=12, 400 CPU steps on the training photos) with their CDF tables, a few .aec files made with
 them, and each file's decoded image. tests/test_compatibility.py decodes the files

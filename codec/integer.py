@@ -1,0 +1,117 @@
+"""Integer-exact hyper-synthesis: CDF-table indexes that are the same on every machine.
+
+Why. The hyperprior decoder picks the CDF table of every element of y from the
+output of the hyper-synthesis network h_s. If encoder and decoder compute h_s
+with different floating-point summation orders (another thread count, BLAS,
+oneDNN version, or CPU against GPU), a scale that falls near a table boundary
+can land in a neighbouring table, and from that element on the range decoder
+reads garbage. CompressAI's users see this as black blocks and NaN PSNR when
+decoding on another device (CompressAI issues #279, #309, #320;
+tensorflow/compression #44).
+
+How. Ballé, Johnston, Minnen 2019, "Integer networks for data compression with
+latent-variable models" (ICLR), make the network integer. Here a trained h_s is
+quantized after training (no fine-tuning is needed at this precision; the cost
+is measured by benchmarks/robustness_costs.py):
+
+* activations are fixed-point integers with `FRACTION_BITS` fractional bits;
+  the input z_hat = z_symbols + median becomes z_symbols·2^F + round(median·2^F);
+* each layer's weights are integers, round(w·2^q), with the largest magnitude
+  below 2^`WEIGHT_BITS`; its bias is round(b·2^(F+q));
+* a layer is accumulated in float64 on integer values whose partial sums all
+  stay below 2^53 (activations are clamped to ±2^`ACTIVATION_BITS`), so every
+  addition is exact and the result does not depend on the summation order;
+  it is then floored back to 2^F (division by a power of two is exact), and
+  ReLU is a comparison;
+* the index of an element is the number of stored integer thresholds
+  floor(scale_table[i]·2^F) (i < K−1) below its integer scale, which is
+  compressai's `build_indexes` rule on the fixed-point scale.
+
+The network runs on the CPU whatever the model's device: it sees only the
+hyper-latent (1/64 of the image side), so it is cheap, and CPU float64
+convolution is plain multiply–add (no Winograd or FFT algorithms that would
+introduce non-integer intermediates).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+FRACTION_BITS = 14
+WEIGHT_BITS = 13
+ACTIVATION_BITS = 28
+_LIMIT = float(1 << ACTIVATION_BITS)
+
+
+class IntegerSynthesis(nn.Module):
+    """An integer copy of a Conv2d / ConvTranspose2d / ReLU stack that ends in CDF indexes.
+
+    All state lives in buffers (int64), so it is saved with the weights and
+    fingerprinted with them. `layer_kinds` encodes each layer as
+    (transposed, stride, padding, output_padding, relu).
+    """
+
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        for i in range(num_layers):
+            self.register_buffer(f"weight{i}", torch.empty(0, dtype=torch.int64))
+            self.register_buffer(f"bias{i}", torch.empty(0, dtype=torch.int64))
+            self.register_buffer(f"shift{i}", torch.empty(0, dtype=torch.int64))
+        self.register_buffer("layer_kinds", torch.empty(0, 5, dtype=torch.int64))
+        self.register_buffer("input_offset", torch.empty(0, dtype=torch.int64))
+        self.register_buffer("thresholds", torch.empty(0, dtype=torch.int64))
+
+    @classmethod
+    @torch.no_grad()
+    def quantize(cls, network: nn.Sequential, input_offset: Tensor, scale_table: Tensor) -> IntegerSynthesis:
+        """Quantize a trained float network whose input is z_symbols + `input_offset` (per channel)."""
+        layers = list(network)
+        convs = [(m, i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)) for i, m in enumerate(layers)]
+        convs = [(m, relu) for m, relu in convs if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        if len(convs) + sum(relu for _, relu in convs) != len(layers):
+            raise ValueError("only Conv2d, ConvTranspose2d and ReLU layers can be made integer")
+        net = cls(len(convs))
+        kinds = []
+        for i, (conv, relu) in enumerate(convs):
+            weight = conv.weight.detach().double().cpu()
+            shift = WEIGHT_BITS - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
+            setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
+            bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(weight.shape[1])
+            setattr(net, f"bias{i}", torch.round(bias * 2.0 ** (FRACTION_BITS + shift)).long())
+            setattr(net, f"shift{i}", torch.tensor(shift, dtype=torch.int64))
+            transposed = isinstance(conv, nn.ConvTranspose2d)
+            output_padding = conv.output_padding[0] if transposed else 0
+            kinds.append([int(transposed), conv.stride[0], conv.padding[0], output_padding, int(relu)])
+        net.layer_kinds = torch.tensor(kinds, dtype=torch.int64)
+        net.input_offset = torch.round(input_offset.detach().double().cpu().reshape(-1) * 2.0**FRACTION_BITS).long()
+        net.thresholds = torch.floor(scale_table.detach().double().cpu()[:-1] * 2.0**FRACTION_BITS).long()
+        return net
+
+    @property
+    def ready(self) -> bool:
+        """Whether quantized weights are present (older weight files have none)."""
+        return self.thresholds.numel() > 0
+
+    def forward(self, z_symbols: Tensor) -> Tensor:
+        """The fixed-point scales (units of 2^-F) for integer hyper-latent symbols (1, C, h, w)."""
+        a = z_symbols.detach().cpu().double().clamp(-_LIMIT, _LIMIT) * 2.0**FRACTION_BITS
+        a = (a + self.input_offset.cpu().double().view(1, -1, 1, 1)).clamp_(-_LIMIT, _LIMIT)
+        for i, (transposed, stride, padding, output_padding, relu) in enumerate(self.layer_kinds.tolist()):
+            weight = getattr(self, f"weight{i}").cpu().double()
+            bias = getattr(self, f"bias{i}").cpu().double()
+            if transposed:
+                a = F.conv_transpose2d(a, weight, bias, stride, padding, output_padding)
+            else:
+                a = F.conv2d(a, weight, bias, stride, padding)
+            a = torch.floor(a / 2.0 ** int(getattr(self, f"shift{i}")))
+            a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
+        return a
+
+    def indexes(self, z_symbols: Tensor) -> Tensor:
+        """int32 CDF-table index of every element of y: how many thresholds lie below its scale."""
+        return torch.bucketize(self(z_symbols), self.thresholds.cpu().double(), right=False).int()

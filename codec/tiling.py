@@ -1,0 +1,117 @@
+"""Tiled analysis and synthesis transforms: bounded memory at any image size.
+
+A full-image convolution over an 8000×8000 photo needs gigabytes for its first
+activation alone (N channels at half resolution). The transforms are
+convolutional with a small receptive field, so they can run tile by tile: each
+tile is computed with a margin of real neighbouring context and only its
+centre is kept. When the margin covers the receptive field, the kept values are
+the same as those of the whole-image transform (up to float summation order),
+so tiling changes neither the bitstream's meaning nor, measurably, the rate or
+distortion (benchmarks/robustness_costs.py). The latent is still entropy coded
+as one piece.
+
+Receptive fields (four 5×5 layers of stride 2): a latent of g_a sees ±30
+pixels around its centre, a pixel of g_s sees ±2 latents. The margins below
+are at least twice that.
+
+The synthesis runs without oneDNN (PyTorch's native convolutions): oneDNN
+picks its blocking from the thread count, so the same file would decode to
+pixels differing by one level between, say, 1 and 2 threads; the native
+kernels give the same pixels for any thread count (tests/test_determinism.py).
+Across different CPUs the float transforms may still differ by a level on
+rare pixels; the entropy-decoded latents never do (codec/integer.py).
+
+Peak memory is set by the tile size, not the image: at the default 1024-pixel
+tiles and N=64 the largest activation is about 90 MB; the whole latent y and
+the 8-bit image are the only full-size arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+DOWNSAMPLING = 16  # pixels per latent element along each side
+TILE = 1024  # pixels per tile side (kept part), a multiple of 64
+ANALYSIS_MARGIN = 64  # pixels of context on each side of an analysis tile
+SYNTHESIS_MARGIN = 4  # latent elements of context on each side of a synthesis tile
+
+
+def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(start, stop) of each kept span and (start, stop) of its span with margin, in one dimension."""
+    spans = []
+    for start in range(0, length, tile):
+        stop = min(start + tile, length)
+        spans.append((start, stop, max(start - margin, 0), min(stop + margin, length)))
+    return spans
+
+
+@torch.no_grad()
+def analysis(g_a: nn.Module, image: np.ndarray, device: str = "cpu", tile: int = TILE) -> Tensor:
+    """g_a of a uint8 (H, W, 3) image whose sides are multiples of `DOWNSAMPLING`, tile by tile."""
+    height, width = image.shape[:2]
+    if height % DOWNSAMPLING or width % DOWNSAMPLING or tile % DOWNSAMPLING:
+        raise ValueError("image sides and tile size must be multiples of 16")
+    y = None
+    for top, bottom, outer_top, outer_bottom in _spans(height, tile, ANALYSIS_MARGIN):
+        for left, right, outer_left, outer_right in _spans(width, tile, ANALYSIS_MARGIN):
+            patch = torch.tensor(image[outer_top:outer_bottom, outer_left:outer_right])
+            x = patch.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255)
+            y_patch = g_a(x)
+            if y is None:
+                y = y_patch.new_empty(1, y_patch.shape[1], height // DOWNSAMPLING, width // DOWNSAMPLING)
+            y[:, :, top // DOWNSAMPLING : bottom // DOWNSAMPLING, left // DOWNSAMPLING : right // DOWNSAMPLING] = (
+                y_patch[
+                    :,
+                    :,
+                    (top - outer_top) // DOWNSAMPLING : (bottom - outer_top) // DOWNSAMPLING,
+                    (left - outer_left) // DOWNSAMPLING : (right - outer_left) // DOWNSAMPLING,
+                ]
+            )
+    assert y is not None
+    return y
+
+
+@contextlib.contextmanager
+def _native_convolutions() -> Iterator[None]:
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+@torch.no_grad()
+@_native_convolutions()
+def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int = TILE) -> np.ndarray:
+    """The top-left (height, width) of g_s(y_hat) as a uint8 (height, width, 3) array, tile by tile."""
+    rows, columns = y_hat.shape[2:]
+    if tile % DOWNSAMPLING or height > rows * DOWNSAMPLING or width > columns * DOWNSAMPLING:
+        raise ValueError("output size exceeds the latent, or tile size is not a multiple of 16")
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    latent_tile = tile // DOWNSAMPLING
+    for top, bottom, outer_top, outer_bottom in _spans(rows, latent_tile, SYNTHESIS_MARGIN):
+        pixel_top, pixel_bottom = top * DOWNSAMPLING, min(bottom * DOWNSAMPLING, height)
+        if pixel_top >= height:
+            break
+        for left, right, outer_left, outer_right in _spans(columns, latent_tile, SYNTHESIS_MARGIN):
+            pixel_left, pixel_right = left * DOWNSAMPLING, min(right * DOWNSAMPLING, width)
+            if pixel_left >= width:
+                break
+            x = g_s(y_hat[:, :, outer_top:outer_bottom, outer_left:outer_right])
+            row0 = (top - outer_top) * DOWNSAMPLING
+            col0 = (left - outer_left) * DOWNSAMPLING
+            x = x[0, :, row0 : row0 + pixel_bottom - pixel_top, col0 : col0 + pixel_right - pixel_left]
+            image[pixel_top:pixel_bottom, pixel_left:pixel_right] = to_uint8(x)
+    return image
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """A (3, h, w) reconstruction in [0, 1] as uint8 (h, w, 3); NaN (from broken streams) becomes 0."""
+    x = torch.nan_to_num(x.float(), nan=0.0)
+    return x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()

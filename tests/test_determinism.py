@@ -1,0 +1,145 @@
+"""Entropy parameters that do not depend on threads, batching, image size or summation order;
+tiled transforms that match whole-image ones."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import codec
+from codec import api, tiling, weights
+from codec.image import pad
+from codec.integer import FRACTION_BITS
+from codec.models import PAD_MULTIPLE
+from tests.conftest import natural_image
+
+SHIPPED = weights.DEFAULT_WEIGHTS_DIR
+HYPERPRIOR = "bmshj2018-hyperprior"
+
+
+@pytest.fixture
+def shipped(monkeypatch):
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(SHIPPED))
+
+
+@pytest.fixture
+def threads():
+    """Set torch's thread count inside a test and restore it afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def shipped_hyperprior():
+    return weights.load(api.select_rate_point(HYPERPRIOR, 75))
+
+
+def hyper_latent(net, image: np.ndarray) -> torch.Tensor:
+    with torch.no_grad():
+        y = tiling.analysis(net.g_a, pad(image, PAD_MULTIPLE))
+        return torch.round(net.h_a(y.abs()) - net._z_medians())
+
+
+def test_shipped_hyperprior_codes_with_the_integer_network(shipped):
+    for point in weights.rate_points(HYPERPRIOR):
+        assert weights.load(point).h_s_integer.ready, point.lmbda
+
+
+def test_encode_with_one_thread_decode_with_two_and_the_reverse_give_the_same_image(shipped, threads):
+    image = natural_image(200, 260)
+    files, decoded = {}, {}
+    for encode_threads, decode_threads in ((1, 2), (2, 1)):
+        threads(encode_threads)
+        files[encode_threads] = codec.encode(image, quality=75)
+        threads(decode_threads)
+        decoded[encode_threads] = np.asarray(codec.decode(files[encode_threads]))
+    threads(2)
+    assert np.array_equal(decoded[1], np.asarray(codec.decode(files[1])))
+    threads(1)
+    assert np.array_equal(decoded[2], np.asarray(codec.decode(files[2])))
+    if files[1] == files[2]:
+        assert np.array_equal(decoded[1], decoded[2])
+
+
+def test_integer_indexes_are_identical_for_one_and_two_threads(shipped, threads):
+    net = shipped_hyperprior()
+    z = hyper_latent(net, natural_image(256, 320))
+    threads(1)
+    one = net.h_s_integer.indexes(z)
+    threads(2)
+    two = net.h_s_integer.indexes(z)
+    assert torch.equal(one, two)
+
+
+def test_integer_indexes_are_identical_across_batch_sizes(shipped):
+    net = shipped_hyperprior()
+    z = torch.cat([hyper_latent(net, natural_image(128, 192)), hyper_latent(net, 255 - natural_image(128, 192))])
+    together = net.h_s_integer.indexes(z)
+    alone = torch.cat([net.h_s_integer.indexes(z[i : i + 1]) for i in range(2)])
+    assert torch.equal(together, alone)
+
+
+def test_integer_indexes_are_identical_inside_a_larger_image(shipped):
+    net = shipped_hyperprior()
+    large = hyper_latent(net, natural_image(640, 640))  # 10 × 10 hyper-latent
+    small = large[:, :, 1:9, 1:9]
+    # y elements whose receptive field in z lies inside `small` (under two hyper-latents around them)
+    inner_large = net.h_s_integer.indexes(large)[:, :, 12:28, 12:28]
+    inner_small = net.h_s_integer.indexes(small)[:, :, 8:24, 8:24]
+    assert torch.equal(inner_large, inner_small)
+
+
+def test_integer_scales_do_not_depend_on_the_order_of_summation(shipped):
+    """Permuting the input channels changes every accumulation order; the exact result must not change."""
+    net = shipped_hyperprior()
+    z = hyper_latent(net, natural_image(256, 256))
+    permutation = torch.randperm(z.shape[1], generator=torch.Generator().manual_seed(0))
+    permuted = copy.deepcopy(net.h_s_integer)
+    permuted.weight0 = net.h_s_integer.weight0[permutation]  # ConvTranspose2d weights are (in, out, k, k)
+    permuted.input_offset = net.h_s_integer.input_offset[permutation]
+    assert torch.equal(net.h_s_integer(z), permuted(z[:, permutation]))
+
+
+def test_integer_network_follows_the_float_network_closely(shipped):
+    net = shipped_hyperprior()
+    z = hyper_latent(net, natural_image(256, 256))
+    with torch.no_grad():
+        float_scales = net.h_s(z + net._z_medians()).double()
+    integer_scales = net.h_s_integer(z) / 2.0**FRACTION_BITS
+    assert (integer_scales - float_scales).abs().max() < 0.01 * float_scales.abs().max()
+    float_indexes = net.gaussian_conditional.build_indexes(float_scales.float())
+    assert (net.h_s_integer.indexes(z) - float_indexes).abs().max() <= 1
+    assert (net.h_s_integer.indexes(z) != float_indexes).float().mean() < 0.02
+
+
+def test_integer_network_tolerates_absurd_hyper_latents(shipped):
+    net = shipped_hyperprior()
+    z = torch.full((1, net.N, 2, 2), 2.0**31)
+    z[:, ::2] = -(2.0**31)
+    indexes = net.h_s_integer.indexes(z)
+    assert indexes.min() >= 0 and indexes.max() < net.gaussian_conditional.scale_table.numel()
+
+
+@pytest.mark.parametrize("tile", [64, 128])
+def test_tiled_analysis_equals_whole_image_analysis(tiny_weights, tile):
+    net = weights.load(api.select_rate_point(HYPERPRIOR, 75))
+    image = pad(natural_image(200, 260), PAD_MULTIPLE)
+    whole = tiling.analysis(net.g_a, image, tile=4096)
+    torch.testing.assert_close(tiling.analysis(net.g_a, image, tile=tile), whole, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile", [64, 128])
+def test_tiled_synthesis_matches_whole_image_synthesis(tiny_weights, tile):
+    net = weights.load(api.select_rate_point(HYPERPRIOR, 75))
+    y_hat = torch.round(tiling.analysis(net.g_a, pad(natural_image(200, 260), PAD_MULTIPLE)) * 3)
+    whole = tiling.synthesis(net.g_s, y_hat, 200, 260, tile=4096).astype(int)
+    tiled = tiling.synthesis(net.g_s, y_hat, 200, 260, tile=tile).astype(int)
+    assert np.abs(whole - tiled).max() <= 1 and (whole != tiled).mean() < 1e-3
+
+
+def test_a_file_encoded_in_small_tiles_decodes_in_large_ones(tiny_weights):
+    image = natural_image(150, 230)
+    small = np.asarray(codec.decode(codec.encode(image, tile=64), tile=64)).astype(int)
+    large = np.asarray(codec.decode(codec.encode(image, tile=64))).astype(int)
+    assert small.shape == image.shape and np.abs(small - large).max() <= 1
