@@ -26,7 +26,7 @@ from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, UnsupportedImageError, WeightsError
 from codec.image import ImageLike, pad, to_array, to_image
-from codec.models import ARCHITECTURES, PAD_MULTIPLE
+from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
 DEFAULT_MODEL = "bmshj2018-hyperprior"
 DEFAULT_QUALITY = 75
@@ -74,15 +74,30 @@ def encode(
         )
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
+    return encode_with(net, array, mode, point.fingerprint, point.lmbda, coder, device, tile)
+
+
+def encode_with(
+    net: LatentCodecModel,
+    array: np.ndarray,
+    mode: str,
+    fingerprint: bytes,
+    rate: float,
+    coder: str = "range",
+    device: str = "cpu",
+    tile: int = tiling.TILE,
+) -> bytes:
+    """The data path of `encode` for a model in hand (e.g. one being trained) and a uint8 RGB array."""
+    height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
     del array
     y = tiling.analysis(net.g_a, padded, device, tile)
     streams = net.compress_latent(y, coder)
     shapes = net.latent_shapes(*padded.shape[:2])
     header = Header(
-        model=model,
-        fingerprint=point.fingerprint,
-        rate=point.lmbda,
+        model=net.name,
+        fingerprint=fingerprint,
+        rate=rate,
         coder=coder,
         mode=mode,
         height=height,
@@ -116,6 +131,11 @@ def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.I
     """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded)."""
     header, streams = container.unpack(data)
     net = weights.load(rate_point_of(header), device)
+    return to_image(decode_with(net, header, streams, tile), header.mode)
+
+
+def decode_with(net: LatentCodecModel, header: Header, streams: list[bytes], tile: int = tiling.TILE) -> np.ndarray:
+    """The data path of `decode` for a model in hand: the uint8 (H, W, 3) pixels."""
     padded_height = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
     padded_width = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
     expected = net.latent_shapes(padded_height, padded_width)
@@ -127,5 +147,4 @@ def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.I
         )
     except EntropyDecodeError as error:
         raise FormatError(f"entropy-coded stream is corrupt: {error}") from None
-    pixels = tiling.synthesis(net.g_s, y_hat, header.height, header.width, tile)
-    return to_image(pixels, header.mode)
+    return tiling.synthesis(net.g_s, y_hat, header.height, header.width, tile)

@@ -146,7 +146,8 @@ def check(data: bytes) -> Outcome:
         header = codec.read_header(data)
         kind = "decoded" if image.size == (header.width, header.height) else "FAILURE: wrong decoded size"
     except AecError as error:
-        kind = f"{type(error).__name__}: " + re.sub(r"[0-9a-f]{16}|\d+(\.\d+)?", "#", " ".join(str(error).split()[:5]))
+        words = " ".join(str(error).split()[:5])
+        kind = f"{type(error).__name__}: " + re.sub(r"'[^']*'|[0-9a-f]{16}|\d+(\.\d+)?", "#", words)
     except Exception as error:  # noqa: BLE001 - the oracle's whole point
         kind = f"FAILURE: {type(error).__name__}: {error}"
     seconds = time.perf_counter() - start

@@ -4,11 +4,13 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 import codec
 from codec import weights
+from codec.models import ARCHITECTURES
 from tests.conftest import synthetic_image
 from train.train import main
 
@@ -65,3 +67,45 @@ def test_a_fine_tune_records_what_it_started_from(tmp_path):
     assert training["steps"] == 4 and training["total_steps"] == 10
     assert training["initialized_from"]["weights"] == base_weights.name
     assert training["initialized_from"]["sha256"] == json.loads(base_card.read_text())["sha256"]
+
+
+def test_validation_codes_real_files_and_logs_bpp_and_psnr(tmp_path):
+    data, kodak = tmp_path / "data", tmp_path / "kodak"
+    data.mkdir()
+    kodak.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    for i in range(2):
+        Image.fromarray(synthetic_image(40, 72, seed=10 + i)).save(kodak / f"kodim{i:02d}.png")
+    main(
+        [
+            "--arch=bmshj2018-hyperprior", "--N=8", "--M=12", "--crop=64", "--batch=2", "--steps=4",
+            "--val_every=2", f"--val_data={kodak}", f"--data={data}", f"--out_dir={tmp_path / 'run'}",
+        ]  # fmt: skip
+    )
+    with open(tmp_path / "run" / "val.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for row in rows:
+        assert float(row["bpp"]) > 8 * 30 / (40 * 72)  # at least a header's worth of real bytes
+        assert 5 < float(row["psnr"]) < 60
+
+
+def test_bf16_autocast_keeps_likelihoods_in_float32():
+    model = ARCHITECTURES["bmshj2018-hyperprior"](8, 12)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    assert out["x_hat"].dtype == torch.bfloat16
+    assert all(lik.dtype == torch.float32 for lik in out["likelihoods"].values())
+
+
+def test_ms_ssim_loss_runs_and_needs_large_enough_crops(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(synthetic_image(192, 192)).save(data / "a.png")
+    common = ["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--batch=1", "--steps=2", "--distortion=ms-ssim"]
+    with pytest.raises(SystemExit):
+        main([*common, "--crop=64", f"--data={data}", f"--out_dir={tmp_path / 'a'}"])
+    main([*common, "--crop=176", "--lmbda=10", "--amp=bf16", f"--data={data}", f"--out_dir={tmp_path / 'b'}"])
+    assert (tmp_path / "b" / "ckpt.safetensors").exists()

@@ -3,10 +3,19 @@
     python -m train --arch=bmshj2018-hyperprior --lmbda=0.0067 --steps=20000
 
 Every field of `Config` can be overridden as ``--name=value``. The loss is
-λ·255²·MSE + bpp (Ballé et al. 2018), plus the entropy bottleneck's quantile
-loss on its own optimizer. A checkpoint is written every few minutes to
-``out_dir/ckpt.safetensors`` and training resumes from it exactly; at the end
-the model is exported to ``export_dir`` with its CDF tables and model card.
+λ·255²·MSE + bpp (Ballé et al. 2018), or λ·(1 − MS-SSIM) + bpp with
+``--distortion=ms-ssim`` (CompressAI's λ for that loss runs from about 2.4 to
+60), plus the entropy bottleneck's quantile loss on its own optimizer.
+
+On CUDA the transforms run under bf16 autocast (likelihoods stay float32, see
+codec/models/base.py), TF32 is allowed, tensors are channels_last, and
+``--compile=true`` compiles the four transforms. The same code runs on the CPU.
+
+A checkpoint is written every few minutes to ``out_dir/ckpt.safetensors`` and
+training resumes from it exactly. Every ``val_every`` steps the model is
+validated on Kodak with real coding (train/validate.py) into
+``out_dir/val.csv``. At the end the model is exported to ``export_dir`` with
+its CDF tables and model card.
 """
 
 from __future__ import annotations
@@ -27,12 +36,16 @@ from tqdm import tqdm
 
 from codec import weights
 from codec.models import ARCHITECTURES
-from train import checkpoint
+from train import checkpoint, validate
 from train.data import ImageFolder
 
 
 def default_train_data() -> str:
     return os.environ.get("AECODEC_TRAIN", str(Path(__file__).resolve().parents[1].parent / "shared/datasets/train"))
+
+
+def default_val_data() -> str:
+    return os.environ.get("AECODEC_KODAK", str(Path(__file__).resolve().parents[1].parent / "shared/datasets/kodak"))
 
 
 @dataclass
@@ -59,6 +72,12 @@ class Config:
     log_every: int = 50
     init: str = ""  # start from these weights (e.g. a shipped model, to fine-tune for another λ)
     export_dir: str = ""  # export here at the end; empty = don't export
+    distortion: str = "mse"  # "mse" or "ms-ssim" (needs crop ≥ 161)
+    amp: str = "auto"  # "bf16" autocast for the transforms, "none", or "auto" = bf16 on CUDA only
+    compile: bool = False  # torch.compile the transforms (pays off on long GPU runs)
+    val_every: int = 0  # validate on Kodak with real coding every this many steps; 0 = never
+    val_data: str = dataclasses.field(default_factory=default_val_data)
+    val_images: int = 24  # the first this many images of val_data
 
 
 def describe_hardware(device: str) -> str:
@@ -108,18 +127,42 @@ def learning_rate(config: Config, step: int) -> float:
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * progress))
 
 
-def rate_distortion(model, x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
+def rate_distortion(model, x: torch.Tensor, lmbda: float, distortion: str = "mse") -> dict[str, torch.Tensor]:
     out = model(x)
     num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
-    bpp = sum(torch.log(lik).sum() for lik in out["likelihoods"].values()) / (-math.log(2) * num_pixels)
-    mse = torch.mean((out["x_hat"] - x) ** 2)
-    return {"loss": lmbda * 255**2 * mse + bpp, "bpp": bpp, "mse": mse}
+    bpp = sum(torch.log(lik.float()).sum() for lik in out["likelihoods"].values()) / (-math.log(2) * num_pixels)
+    x_hat = out["x_hat"].float()
+    mse = torch.mean((x_hat - x) ** 2)
+    if distortion == "ms-ssim":
+        from pytorch_msssim import ms_ssim
+
+        loss = lmbda * (1 - ms_ssim(x_hat.clamp(0, 1), x, data_range=1.0)) + bpp
+    else:
+        loss = lmbda * 255**2 * mse + bpp
+    return {"loss": loss, "bpp": bpp, "mse": mse}
+
+
+def write_validation(path: Path, step: int, result: dict[str, float]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["step", *result])
+        writer.writerow([step, *result.values()])
 
 
 def main(argv: list[str]) -> None:
     config = parse_overrides(Config(), argv)
+    if config.distortion not in ("mse", "ms-ssim") or (config.distortion == "ms-ssim" and config.crop < 161):
+        raise SystemExit("train: --distortion is mse or ms-ssim (which needs --crop of at least 161)")
     if config.threads:
         torch.set_num_threads(config.threads)
+    cuda = config.device.startswith("cuda")
+    use_amp = config.amp == "bf16" or (config.amp == "auto" and cuda)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(config.seed)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +184,12 @@ def main(argv: list[str]) -> None:
         from safetensors.torch import load_file
 
         model.load_weights(load_file(config.init))
-    model.to(config.device).train()
+    model.to(config.device, memory_format=memory_format).train()
+    if config.compile:
+        for transform in ("g_a", "g_s", "h_a", "h_s"):
+            if hasattr(model, transform):
+                getattr(model, transform).compile()
+    val_images = validate.load_images(Path(config.val_data), config.val_images) if config.val_every else []
 
     log_path = out_dir / "log.csv"
     new_log = not log_path.exists()
@@ -158,8 +206,10 @@ def main(argv: list[str]) -> None:
             lr = learning_rate(config, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = dataset.batch(config.batch).to(config.device)
-            terms = rate_distortion(model, x, config.lmbda)
+            x = dataset.batch(config.batch).to(config.device, non_blocking=True)
+            x = x.contiguous(memory_format=memory_format)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
+                terms = rate_distortion(model, x, config.lmbda, config.distortion)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(main_params, config.clip)
@@ -183,6 +233,10 @@ def main(argv: list[str]) -> None:
                 )
                 log.writerow([step, terms["loss"].item(), terms["bpp"].item(), psnr, aux.item(), lr, speed])
                 log_file.flush()
+            if config.val_every and step % config.val_every == 0:
+                result = validate.evaluate(model, config.lmbda, val_images)
+                write_validation(out_dir / "val.csv", step, result)
+                bar.write(f"train: step {step}: Kodak {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB (real coding)")
             if time.time() - last_ckpt > 60 * config.checkpoint_minutes:
                 extra["seconds"] = seconds_before + time.time() - started
                 checkpoint.save(

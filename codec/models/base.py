@@ -124,6 +124,15 @@ class LatentCodecModel(nn.Module):
         self._tables.clear()
 
 
+def full_precision(x: Tensor) -> torch.autocast:
+    """A region where autocast is off: entropy models compute likelihoods in float32.
+
+    Under bf16 autocast (training on a GPU) the transforms run in bf16, but the
+    likelihoods, whose logarithms are the rate, need float32.
+    """
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def channel_indexes(channels: int, rows: int, columns: int) -> Tensor:
     """CDF index of every element of a (1, C, H, W) latent coded with one table per channel."""
     return torch.arange(channels, dtype=torch.int32).view(1, -1, 1, 1).expand(1, channels, rows, columns)

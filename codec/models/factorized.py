@@ -22,7 +22,7 @@ from torch import Tensor
 
 from codec import entropy
 from codec.layers import analysis_transform, synthesis_transform
-from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes
+from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes, full_precision
 
 
 class FactorizedPrior(LatentCodecModel):
@@ -46,7 +46,8 @@ class FactorizedPrior(LatentCodecModel):
 
     def forward(self, x: Tensor) -> dict:
         y = self.g_a(x)
-        y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        with full_precision(y):
+            y_hat, y_likelihoods = self.entropy_bottleneck(y.float())
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods}}
 
     def _medians(self) -> Tensor:

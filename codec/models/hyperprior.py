@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from codec import entropy
 from codec.integer import IntegerSynthesis
 from codec.layers import analysis_transform, conv, deconv, synthesis_transform
-from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes
+from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes, full_precision
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
 
@@ -82,9 +82,11 @@ class ScaleHyperprior(LatentCodecModel):
     def forward(self, x: Tensor) -> dict:
         y = self.g_a(x)
         z = self.h_a(torch.abs(y))
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        with full_precision(z):
+            z_hat, z_likelihoods = self.entropy_bottleneck(z.float())
         scales = self.h_s(z_hat)
-        y_hat, y_likelihoods = self.gaussian_conditional(y, scales)
+        with full_precision(y):
+            y_hat, y_likelihoods = self.gaussian_conditional(y.float(), scales.float())
         return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def _z_medians(self) -> Tensor:
