@@ -98,30 +98,54 @@ class EntropyTimer:
         entropy.encode, entropy.decode = self._encode, self._decode
 
 
-def quality_for(point: weights.RatePoint) -> float:
-    """A -q value that selects this rate point (the inverse of λ(q), clipped to 1..100)."""
-    q = 1 + 99 * math.log(point.lmbda / codec.api.LAMBDA_MIN) / math.log(codec.api.LAMBDA_MAX / codec.api.LAMBDA_MIN)
+VARIABLE_RATE_SETTINGS = 8  # λ values swept, log-spaced, over a variable-rate model's range
+
+
+def quality_for_lambda(lmbda: float) -> float:
+    """The -q value that asks for λ (the inverse of λ(q), clipped to 1..100)."""
+    q = 1 + 99 * math.log(lmbda / codec.api.LAMBDA_MIN) / math.log(codec.api.LAMBDA_MAX / codec.api.LAMBDA_MIN)
     return float(np.clip(q, 1, 100))
 
 
-def measure_ours(model: str, images: list[Path], device: str, bar: tqdm) -> Curve:
+def settings_of(point: weights.RatePoint) -> list[float]:
+    """The λ a benchmark codes with: a fixed rate point's own, or a sweep of a variable-rate range."""
+    if not point.variable_rate:
+        return [point.lmbda]
+    low, high = math.log(point.lambdas[0]), math.log(point.lambdas[-1])
+    return [math.exp(low + (high - low) * i / (VARIABLE_RATE_SETTINGS - 1)) for i in range(VARIABLE_RATE_SETTINGS)]
+
+
+def quality_for(point: weights.RatePoint) -> float:
+    """A -q value that selects this rate point (a variable-rate one: the middle of its range)."""
+    settings = settings_of(point)
+    return quality_for_lambda(math.sqrt(settings[0] * settings[-1]))
+
+
+def coded_points(model: str) -> list[weights.RatePoint]:
+    """The rate points the CLI codes `model` with: its variable-rate weights if any, else all."""
     points = weights.rate_points(model)
-    curve = Curve(f"aecodec {model}", f"aecodec {codec.__version__}, {len(points)} shipped rate points, range coder")
-    for point in points:
-        quality = quality_for(point)
+    return [p for p in points if p.variable_rate][:1] or points
+
+
+def measure_ours(model: str, images: list[Path], device: str, bar: tqdm) -> Curve:
+    points = coded_points(model)
+    kind = "variable-rate model" if points[0].variable_rate else f"{len(points)} shipped rate points"
+    curve = Curve(f"aecodec {model}", f"aecodec {codec.__version__}, {kind}, range coder")
+    for point, lmbda in ((p, lmbda) for p in points for lmbda in settings_of(p)):
+        quality = quality_for_lambda(lmbda)
         weights.load(point, device)  # load (and check) the weights before timing
         for path, reference in _load(images):
             with EntropyTimer() as enc_entropy:
                 start = time.perf_counter()
                 data = codec.encode(reference, quality=quality, model=model, device=device)
                 encode_s = time.perf_counter() - start
-            if codec.read_header(data).rate != np.float32(point.lmbda):
-                raise RuntimeError(f"quality {quality} did not select λ={point.lmbda}")
+            if not math.isclose(codec.read_header(data).rate, lmbda, rel_tol=1e-5):
+                raise RuntimeError(f"quality {quality} did not select λ={lmbda}")
             with EntropyTimer() as dec_entropy:
                 start = time.perf_counter()
                 decoded = np.asarray(codec.decode(data, device=device))
                 decode_s = time.perf_counter() - start
-            row = _row(path, point.lmbda, data, reference, decoded, encode_s, decode_s)
+            row = _row(path, lmbda, data, reference, decoded, encode_s, decode_s)
             row |= {"encode_entropy_s": enc_entropy.seconds, "decode_entropy_s": dec_entropy.seconds}
             curve.rows.append(row)
             bar.update()
@@ -221,7 +245,17 @@ def slug(name: str) -> str:
 def update_model_cards(curves: list[Curve]) -> None:
     """Write each rate point's Kodak means (all 24 images) into its model card."""
     for point in weights.rate_points():
-        rows = [r for c in curves if c.name == f"aecodec {point.model}" for r in c.rows if r["setting"] == point.lmbda]
+        ours = [r for c in curves if c.name == f"aecodec {point.model}" for r in c.rows]
+        if point.variable_rate:
+            per_setting = [[r for r in ours if r["setting"] == lmbda] for lmbda in settings_of(point)]
+            if all(len(rows) == 24 for rows in per_setting):
+                kodak = {"images": 24, "lambda": [round(lmbda, 6) for lmbda in settings_of(point)]}
+                for key, digits in (("bpp", 4), ("psnr", 3), ("ms_ssim", 5)):
+                    kodak[key] = [round(statistics.fmean(r[key] for r in rows), digits) for rows in per_setting]
+                kodak["measured_with"] = "aecodec bench (bpp from .aec file bytes, PSNR on decoded 8-bit RGB)"
+                weights.update_card(point.card_path, kodak=kodak)
+            continue
+        rows = [r for r in ours if r["setting"] == point.lmbda]
         if len(rows) == 24:
             kodak = {
                 "images": 24,
@@ -301,7 +335,8 @@ def run(
             )
             for c in codecs
         ]
-    total = len(images) * (len(weights.rate_points()) + sum(len(c.settings) for c in codecs))
+    ours = sum(len(settings_of(p)) for m in models for p in coded_points(m))
+    total = len(images) * (ours + sum(len(c.settings) for c in codecs))
     curves = []
     with torch.no_grad(), tqdm(total=total, desc="kodak", unit="code", file=sys.stderr, dynamic_ncols=True) as bar:
         for model in models:

@@ -22,8 +22,7 @@ from PIL import Image  # noqa: E402
 
 import codec  # noqa: E402
 from benchmarks import classical  # noqa: E402
-from benchmarks.harness import PUBLISHED, quality_for  # noqa: E402
-from codec import weights  # noqa: E402
+from benchmarks.harness import PUBLISHED, coded_points, quality_for  # noqa: E402
 from codec.metrics import bits_per_pixel, ms_ssim_db, psnr  # noqa: E402
 
 REFERENCES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "BPG-444")
@@ -67,7 +66,7 @@ def visual_comparison(image_path: Path, results: Path, box=(250, 180, 474, 372))
     original = Image.open(image_path).convert("RGB")
     reference = np.asarray(original)
     height, width = reference.shape[:2]
-    points = weights.rate_points(codec.DEFAULT_MODEL)
+    points = coded_points(codec.DEFAULT_MODEL)
     point = points[len(points) // 2]
     ours = codec.encode(original, quality=quality_for(point))
     target = bits_per_pixel(len(ours), height, width)

@@ -10,8 +10,16 @@ and cwebp. It maps to a target λ log-uniformly over CompressAI's λ range,
 
     λ(q) = 0.0018 · 100 ** ((q − 1) / 99),   so λ(1) = 0.0018 and λ(100) = 0.18,
 
-and the encoder uses the shipped rate point of the model whose λ is nearest to
-λ(q) on a log scale (until a variable-rate model exists).
+A variable-rate model (gain units) codes with λ(q) itself, clamped to the λ
+range it was trained for, so quality is continuous; the file records that λ as
+its rate parameter. For a model shipped as fixed-λ rate points, the encoder
+uses the point whose λ is nearest to λ(q) on a log scale. When a model has
+both, the variable-rate weights are used.
+
+Targets. `encode_to_target` searches the rate for a target bpp (the highest
+rate whose file is at most that many bits per pixel) or a target PSNR (the
+lowest rate that reaches it), by bisection on log λ for a variable-rate model,
+as tfci's --target_bpp does, and over the rate points otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, UnsupportedImageError, WeightsError
 from codec.image import ImageLike, pad, to_array, to_image
+from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
 DEFAULT_MODEL = "bmshj2018-hyperprior"
@@ -41,14 +50,23 @@ def lambda_for_quality(quality: float) -> float:
 
 
 def select_rate_point(model: str, quality: float) -> weights.RatePoint:
-    """The shipped rate point of `model` nearest to λ(quality) on a log scale."""
+    """The weights `model` codes quality with: its variable-rate weights, else the rate point
+    nearest to λ(quality) on a log scale."""
     if model not in ARCHITECTURES:
         raise WeightsError(f"unknown model {model!r}; known models: {', '.join(ARCHITECTURES)}")
     points = weights.rate_points(model)
     if not points:
         raise WeightsError(f"no weights for model {model!r} in {weights.weights_dir()}")
+    variable = [p for p in points if p.variable_rate]
+    if variable:
+        return variable[0]
     target = math.log(lambda_for_quality(quality))
     return min(points, key=lambda p: abs(math.log(p.lmbda) - target))
+
+
+def rate_for_quality(model: str, quality: float) -> float:
+    """The rate parameter λ a file of `model` at `quality` is coded with."""
+    return select_rate_point(model, quality).rate_for(lambda_for_quality(quality))
 
 
 def encode(
@@ -65,6 +83,14 @@ def encode(
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
+    array, mode = _checked_array(image)
+    point = select_rate_point(model, quality)
+    net = weights.load(point, device)
+    rate = point.rate_for(lambda_for_quality(quality))
+    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile)
+
+
+def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
     array, mode = to_array(image)
     height, width = array.shape[:2]
     if height > container.MAX_DIMENSION or width > container.MAX_DIMENSION or height * width > container.MAX_PIXELS:
@@ -72,9 +98,7 @@ def encode(
             f"image size {width}×{height} exceeds the format's limits "
             f"({container.MAX_DIMENSION} per side, {container.MAX_PIXELS} pixels)"
         )
-    point = select_rate_point(model, quality)
-    net = weights.load(point, device)
-    return encode_with(net, array, mode, point.fingerprint, point.lmbda, coder, device, tile)
+    return array, mode
 
 
 def encode_with(
@@ -91,7 +115,7 @@ def encode_with(
     height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
     del array
-    y = tiling.analysis(net.g_a, padded, device, tile)
+    y = net.gained(tiling.analysis(net.g_a, padded, device, tile), rate)
     streams = net.compress_latent(y, coder)
     shapes = net.latent_shapes(*padded.shape[:2])
     header = Header(
@@ -118,8 +142,9 @@ def rate_point_of(header: Header) -> weights.RatePoint:
         raise FormatError(f"unknown model {header.model!r} (this aecodec knows {', '.join(ARCHITECTURES)})")
     for point in weights.rate_points(header.model):
         if point.fingerprint == header.fingerprint:
-            if np.float32(point.lmbda) != np.float32(header.rate):
-                raise FormatError(f"rate parameter {header.rate:g} does not match the weights' λ {point.lmbda:g}")
+            if not point.accepts(header.rate):
+                expected = f"range {point.lambdas[0]:g}..{point.lambdas[-1]:g}" if point.variable_rate else point.lmbda
+                raise FormatError(f"rate parameter {header.rate:g} does not match the weights' λ {expected}")
             return point
     raise WeightsError(
         f"file was made with {header.model} weights {header.fingerprint.hex()} (λ={header.rate:g}), "
@@ -147,4 +172,53 @@ def decode_with(net: LatentCodecModel, header: Header, streams: list[bytes], til
         )
     except EntropyDecodeError as error:
         raise FormatError(f"entropy-coded stream is corrupt: {error}") from None
+    y_hat = net.ungained(y_hat, header.rate)
     return tiling.synthesis(net.g_s, y_hat, header.height, header.width, tile)
+
+
+def encode_to_target(
+    image: ImageLike,
+    target_bpp: float | None = None,
+    target_psnr: float | None = None,
+    model: str = DEFAULT_MODEL,
+    coder: str = "range",
+    device: str = "cpu",
+    steps: int = 10,
+) -> tuple[bytes, float, float]:
+    """The file closest to a target: at most `target_bpp`, or at least `target_psnr` dB, at the
+    fewest bits. Returns (file bytes, its bpp, its PSNR). If no rate meets the target, the nearest
+    end of the range is returned (the caller can compare)."""
+    if (target_bpp is None) == (target_psnr is None):
+        raise ValueError("give exactly one of target_bpp and target_psnr")
+    array, mode = _checked_array(image)
+    point = select_rate_point(model, DEFAULT_QUALITY)
+    net = weights.load(point, device)
+    height, width = array.shape[:2]
+
+    def trial(rate: float) -> tuple[bytes, float, float, bool]:
+        data = encode_with(net, array, mode, point.fingerprint, rate, coder, device)
+        header, streams = container.unpack(data)
+        bpp = len(data) * 8 / (height * width)
+        quality = psnr(array, decode_with(net, header, streams))
+        meets = bpp <= target_bpp if target_bpp is not None else quality >= target_psnr
+        return data, bpp, quality, meets
+
+    if point.variable_rate:
+        low, high = math.log(point.lambdas[0]), math.log(point.lambdas[-1])
+        candidates = [math.exp(low), math.exp(high)]
+    else:
+        candidates = [p.lmbda for p in weights.rate_points(model) if not p.variable_rate]
+        low = high = 0.0
+    results = {rate: trial(rate) for rate in candidates}
+    if point.variable_rate:  # bpp and PSNR both grow with λ: bisect on log λ
+        for _ in range(steps):
+            middle = 0.5 * (low + high)
+            results[math.exp(middle)] = trial(math.exp(middle))
+            too_far = not results[math.exp(middle)][3] if target_bpp is not None else results[math.exp(middle)][3]
+            low, high = (low, middle) if too_far else (middle, high)
+    met = [(rate, r) for rate, r in results.items() if r[3]]
+    if target_bpp is not None:
+        rate, best = max(met) if met else min(results.items())
+    else:
+        rate, best = min(met) if met else max(results.items())
+    return best[0], best[1], best[2]

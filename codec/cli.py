@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image file, or - for stdin")
     p.add_argument("output", help=".aec file, or - for stdout")
     p.add_argument("--coder", default="range", choices=CODERS, help="entropy coder (default %(default)s)")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--target-bpp", type=float, help="search the rate for at most this many bits per pixel")
+    target.add_argument("--target-psnr", type=float, help="search the rate for at least this PSNR (dB)")
     p.set_defaults(run=run_encode)
 
     p = sub.add_parser("decode", parents=[common, output], help="decompress an .aec file into an image")
@@ -207,7 +210,14 @@ def run_encode(args: argparse.Namespace) -> None:
     _check_quality(args.quality)
     _check_output(args)
     image = open_image(_read_input(args.input, MAX_IMAGE_FILE_BYTES))
-    data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
+    if args.target_bpp is not None or args.target_psnr is not None:
+        if args.target_bpp is not None and not args.target_bpp > 0:
+            raise UsageError(f"--target-bpp must be positive, got {args.target_bpp:g}")
+        data, _, _ = api.encode_to_target(
+            image, args.target_bpp, args.target_psnr, model=args.model, coder=args.coder, device=args.device
+        )
+    else:
+        data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
     _write_output(args.output, data, args.force)
     if not args.quiet:
         header = api.read_header(data)
@@ -275,8 +285,8 @@ def run_info(args: argparse.Namespace) -> None:
 def run_eval(args: argparse.Namespace) -> None:
     _check_device(args.device)
     _check_quality(args.quality)
-    point = api.select_rate_point(args.model, args.quality)
-    print(f"model {args.model}, quality {args.quality:g} → λ={point.lmbda:g}, coder {args.coder}")
+    rate = api.rate_for_quality(args.model, args.quality)
+    print(f"model {args.model}, quality {args.quality:g} → λ={rate:.4g}, coder {args.coder}")
     print(f"{'image':<28} {'size':>11} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8}")
     for path in args.images:
         image = open_image(path)
@@ -298,8 +308,14 @@ def run_models(args: argparse.Namespace) -> None:
         raise AecError(f"no weights installed in {weights.weights_dir()}")
     for point in points:
         kodak = point.card.get("kodak", {})
-        measured = f"Kodak {kodak['bpp']:.3f} bpp, {kodak['psnr']:.2f} dB" if kodak else "not measured"
-        print(f"{point.model:<24} λ={point.lmbda:<8g} N={point.card['N']:<4} M={point.card['M']:<4} {measured}")
+        if not kodak:
+            measured = "not measured"
+        elif point.variable_rate:
+            measured = f"Kodak {min(kodak['bpp']):.3f}..{max(kodak['bpp']):.3f} bpp, {len(kodak['bpp'])} points"
+        else:
+            measured = f"Kodak {kodak['bpp']:.3f} bpp, {kodak['psnr']:.2f} dB"
+        rate = f"{point.lambdas[0]:g}..{point.lambdas[-1]:g}" if point.variable_rate else f"{point.lmbda:g}"
+        print(f"{point.model:<24} λ={rate:<12} N={point.card['N']:<4} M={point.card['M']:<4} {measured}")
 
 
 def run_bench(args: argparse.Namespace) -> None:

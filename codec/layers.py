@@ -11,8 +11,11 @@ statistics better than pointwise nonlinearities at the same width.
 
 from __future__ import annotations
 
+import math
+
+import torch
 from compressai.layers import GDN
-from torch import nn
+from torch import Tensor, nn
 
 
 def conv(in_channels: int, out_channels: int, kernel_size: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -50,3 +53,54 @@ def synthesis_transform(N: int, M: int) -> nn.Sequential:
         deconv(N, N), GDN(N, inverse=True),
         deconv(N, 3),
     )  # fmt: skip
+
+
+class GainUnits(nn.Module):
+    """Per-channel gains that make one model cover a range of rates.
+
+    Cui, Wang, Gao, Bai, Tang, Xu 2021, "Asymmetric gained deep image
+    compression with continuous rate adaptation" (CVPR). The latent y is
+    multiplied channel-wise by a gain vector before quantization and the
+    decoded ŷ by an inverse-gain vector before synthesis: a larger gain means
+    finer quantization, hence more bits and less distortion. One pair of
+    vectors is trained for each λ in `lambdas` (sampled per batch); between
+    them, the vectors are interpolated linearly in the log domain (the paper's
+    exponential interpolation), which makes the rate continuous in log λ.
+
+    Gains are stored as logarithms, so they stay positive. They start at
+    sqrt(λ / λ_mid): the quantization step that balances rate and squared
+    error scales as λ^(-1/2).
+    """
+
+    def __init__(self, channels: int, lambdas: tuple[float, ...]) -> None:
+        super().__init__()
+        if len(lambdas) < 2 or any(b <= a for a, b in zip(lambdas, lambdas[1:])) or lambdas[0] <= 0:
+            raise ValueError("gain units need at least two increasing positive λ")
+        self.register_buffer("lambda_levels", torch.tensor(lambdas, dtype=torch.float64))
+        log_lambdas = self.log_lambdas
+        start = (0.5 * (log_lambdas - log_lambdas.mean())).float().view(-1, 1).repeat(1, channels)
+        self.log_gain = nn.Parameter(start.clone())
+        self.log_inverse_gain = nn.Parameter(-start.clone())
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        return tuple(self.lambda_levels.tolist())
+
+    @property
+    def log_lambdas(self) -> Tensor:
+        return self.lambda_levels.double().cpu().log()
+
+    def _interpolate(self, table: Tensor, lmbda: float) -> Tensor:
+        u = min(max(math.log(lmbda), float(self.log_lambdas[0])), float(self.log_lambdas[-1]))
+        k = min(int(torch.searchsorted(self.log_lambdas, torch.tensor(u, dtype=torch.float64), right=True)) - 1,
+                len(self.log_lambdas) - 2)  # fmt: skip
+        t = (u - float(self.log_lambdas[k])) / float(self.log_lambdas[k + 1] - self.log_lambdas[k])
+        return ((1 - t) * table[k] + t * table[k + 1]).exp().view(1, -1, 1, 1)
+
+    def gain(self, lmbda: float) -> Tensor:
+        """(1, C, 1, 1) encoder gain for rate parameter λ (clamped to the trained range)."""
+        return self._interpolate(self.log_gain, lmbda)
+
+    def inverse_gain(self, lmbda: float) -> Tensor:
+        """(1, C, 1, 1) decoder gain for rate parameter λ."""
+        return self._interpolate(self.log_inverse_gain, lmbda)

@@ -8,6 +8,11 @@ Each rate point of a model is two files in the weights folder
   ``M``, ``lambda``, ``weights`` (file name), ``sha256`` of the weights file,
   and how it was trained and how it measures on Kodak.
 
+A variable-rate model (gain units, codec/layers.py) is one rate point that
+covers a range: its card has ``lambdas`` (the λ it was trained for, in
+increasing order) and ``lambda`` null, and it is stored as
+``<model>-variable-rate.safetensors``.
+
 A rate point is named by (model, lambda). Loading checks the file's SHA-256
 against the card; the first 8 bytes of that digest are the fingerprint that
 every .aec file records, so a file never decodes with other weights.
@@ -22,6 +27,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from safetensors.torch import load_file, save_file
 
 from codec.errors import WeightsError
@@ -36,12 +42,33 @@ def weights_dir() -> Path:
 
 @dataclass(frozen=True)
 class RatePoint:
-    """One shipped set of weights: a model trained for one λ."""
+    """One shipped set of weights: a model trained for one λ, or for a range of λ (variable rate)."""
 
     model: str
-    lmbda: float
+    lmbda: float  # the λ of a fixed-rate point; the lowest λ of a variable-rate one
     card: dict
     card_path: Path
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        """The λ a variable-rate model was trained for; empty for a fixed-rate point."""
+        return tuple(float(v) for v in self.card.get("lambdas") or ())
+
+    @property
+    def variable_rate(self) -> bool:
+        return bool(self.lambdas)
+
+    def rate_for(self, lmbda: float) -> float:
+        """The rate parameter these weights code with when λ is asked for."""
+        if not self.variable_rate:
+            return self.lmbda
+        return min(max(lmbda, self.lambdas[0]), self.lambdas[-1])
+
+    def accepts(self, rate: float) -> bool:
+        """Whether a file's rate parameter is one these weights can have made (float32 as stored)."""
+        if not self.variable_rate:
+            return bool(np.float32(self.lmbda) == np.float32(rate))
+        return bool(np.float32(self.lambdas[0]) <= np.float32(rate) <= np.float32(self.lambdas[-1]))
 
     @property
     def weights_path(self) -> Path:
@@ -65,7 +92,8 @@ def _scan(directory: str) -> tuple[RatePoint, ...]:
         try:
             card = json.loads(card_path.read_text())
             if card.get("model") in ARCHITECTURES:
-                points.append(RatePoint(card["model"], float(card["lambda"]), card, card_path))
+                lmbda = float(card["lambda"]) if card.get("lambda") is not None else float(min(card["lambdas"]))
+                points.append(RatePoint(card["model"], lmbda, card, card_path))
                 _ = (card["N"], card["M"], card["weights"], bytes.fromhex(card["sha256"]))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise WeightsError(f"{card_path}: invalid model card ({type(error).__name__}: {error})") from None
@@ -81,12 +109,14 @@ def sha256_of(path: Path) -> str:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(model: str, N: int, M: int, path: Path, sha256: str, device: str) -> LatentCodecModel:
+def _load_cached(
+    model: str, N: int, M: int, lambdas: tuple[float, ...], path: Path, sha256: str, device: str
+) -> LatentCodecModel:
     if not path.is_file():
         raise WeightsError(f"weights file {path} is missing")
     if sha256_of(path) != sha256:
         raise WeightsError(f"weights file {path} does not match the SHA-256 in its model card")
-    net = ARCHITECTURES[model](N, M)
+    net = ARCHITECTURES[model](N, M, lambdas)
     net.load_weights(load_file(str(path)))
     return net.to(device).eval()
 
@@ -94,15 +124,16 @@ def _load_cached(model: str, N: int, M: int, path: Path, sha256: str, device: st
 def load(point: RatePoint, device: str = "cpu") -> LatentCodecModel:
     """The model of a rate point, its weights file checked against the card's SHA-256, in eval mode."""
     card = point.card
-    return _load_cached(point.model, card["N"], card["M"], point.weights_path, card["sha256"], device)
+    return _load_cached(point.model, card["N"], card["M"], point.lambdas, point.weights_path, card["sha256"], device)
 
 
-def export(model: LatentCodecModel, lmbda: float, directory: Path, card: dict) -> Path:
-    """Build the CDF tables, write ``<model>-<λ>.safetensors`` and its card; returns the card path."""
+def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: dict) -> Path:
+    """Build the CDF tables, write ``<model>-<λ>.safetensors`` (or ``<model>-variable-rate``) and its
+    card; returns the card path. `lmbda` is None for a variable-rate model."""
     model = model.cpu().eval()
     model.update_tables()
     directory.mkdir(parents=True, exist_ok=True)
-    stem = f"{model.name}-lambda{lmbda:g}"
+    stem = f"{model.name}-variable-rate" if model.lambdas else f"{model.name}-lambda{lmbda:g}"
     weights_path = directory / f"{stem}.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights_path), metadata={"model": model.name, "lambda": repr(lmbda)})
@@ -110,7 +141,8 @@ def export(model: LatentCodecModel, lmbda: float, directory: Path, card: dict) -
         "model": model.name,
         "N": model.N,
         "M": model.M,
-        "lambda": lmbda,
+        "lambda": None if model.lambdas else lmbda,
+        **({"lambdas": list(model.lambdas)} if model.lambdas else {}),
         "weights": weights_path.name,
         "sha256": sha256_of(weights_path),
         **card,

@@ -54,6 +54,7 @@ class Config:
     N: int = 128
     M: int = 192
     lmbda: float = 0.0067  # loss = lmbda * 255² * MSE + bpp
+    lambdas: str = ""  # comma-separated λ levels: a variable-rate model (gain units), one level sampled per step
     data: str = dataclasses.field(default_factory=default_train_data)
     crop: int = 256
     batch: int = 16
@@ -128,7 +129,7 @@ def learning_rate(config: Config, step: int) -> float:
 
 
 def rate_distortion(model, x: torch.Tensor, lmbda: float, distortion: str = "mse") -> dict[str, torch.Tensor]:
-    out = model(x)
+    out = model(x, lmbda) if model.lambdas else model(x)
     num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
     bpp = sum(torch.log(lik.float()).sum() for lik in out["likelihoods"].values()) / (-math.log(2) * num_pixels)
     x_hat = out["x_hat"].float()
@@ -168,7 +169,8 @@ def main(argv: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "ckpt.safetensors"
 
-    model = ARCHITECTURES[config.arch](config.N, config.M).to(config.device)
+    levels = tuple(float(v) for v in config.lambdas.split(",")) if config.lambdas else ()
+    model = ARCHITECTURES[config.arch](config.N, config.M, levels).to(config.device)
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
     optimizer = torch.optim.Adam(main_params, lr=config.lr)
@@ -183,7 +185,9 @@ def main(argv: list[str]) -> None:
     elif config.init:
         from safetensors.torch import load_file
 
-        model.load_weights(load_file(config.init))
+        initial = load_file(config.init)
+        fresh_gains = {k: v for k, v in model.state_dict().items() if k.startswith("gain_units.")}
+        model.load_weights({**fresh_gains, **initial})  # a fixed-rate init gets fresh gain units
     model.to(config.device, memory_format=memory_format).train()
     if config.compile:
         for transform in ("g_a", "g_s", "h_a", "h_s"):
@@ -208,8 +212,11 @@ def main(argv: list[str]) -> None:
                 group["lr"] = lr
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format)
+            lmbda = config.lmbda
+            if levels:
+                lmbda = levels[int(torch.randint(len(levels), (), generator=dataset.generator))]
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
-                terms = rate_distortion(model, x, config.lmbda, config.distortion)
+                terms = rate_distortion(model, x, lmbda, config.distortion)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             torch.nn.utils.clip_grad_norm_(main_params, config.clip)
@@ -234,9 +241,13 @@ def main(argv: list[str]) -> None:
                 log.writerow([step, terms["loss"].item(), terms["bpp"].item(), psnr, aux.item(), lr, speed])
                 log_file.flush()
             if config.val_every and step % config.val_every == 0:
-                result = validate.evaluate(model, config.lmbda, val_images)
-                write_validation(out_dir / "val.csv", step, result)
-                bar.write(f"train: step {step}: Kodak {result['bpp']:.4f} bpp, {result['psnr']:.2f} dB (real coding)")
+                for val_lambda in (levels[0], levels[len(levels) // 2], levels[-1]) if levels else (config.lmbda,):
+                    result = {"lambda": val_lambda, **validate.evaluate(model, val_lambda, val_images)}
+                    write_validation(out_dir / "val.csv", step, result)
+                    bar.write(
+                        f"train: step {step}, λ={val_lambda:g}: Kodak {result['bpp']:.4f} bpp, "
+                        f"{result['psnr']:.2f} dB (real coding)"
+                    )
             if time.time() - last_ckpt > 60 * config.checkpoint_minutes:
                 extra["seconds"] = seconds_before + time.time() - started
                 checkpoint.save(
@@ -274,5 +285,5 @@ def main(argv: list[str]) -> None:
                 "config": dataclasses.asdict(config),
             }
         }
-        card_path = weights.export(model, config.lmbda, Path(config.export_dir), card)
+        card_path = weights.export(model, None if levels else config.lmbda, Path(config.export_dir), card)
         print(f"train: exported {card_path}", file=sys.stderr)

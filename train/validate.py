@@ -25,8 +25,9 @@ def load_images(folder: Path, limit: int = 0) -> list[np.ndarray]:
 
 @torch.no_grad()
 def evaluate(model: LatentCodecModel, lmbda: float, images: list[np.ndarray]) -> dict[str, float]:
-    """Mean bpp (real file bytes) and PSNR (decoded 8-bit RGB) of a copy of `model` with fresh CDF tables."""
-    net = ARCHITECTURES[model.name](model.N, model.M)
+    """Mean bpp (real file bytes) and PSNR (decoded 8-bit RGB) at rate λ of a copy of `model` with
+    fresh CDF tables."""
+    net = ARCHITECTURES[model.name](model.N, model.M, model.lambdas)
     net.load_weights({k: v.detach().float().cpu() for k, v in model.state_dict().items()})
     net.eval().update_tables()
     bpps, psnrs = [], []

@@ -14,6 +14,10 @@ defines, symmetrically (as in CompressAI):
 them tile by tile (codec/tiling.py). ``compress(x)`` and ``decompress(...)``
 chain them with the latent coding for a whole image in one piece.
 
+A model may be variable-rate: then it has gain units (codec/layers.py) and
+every path takes the rate parameter λ; ``gained``/``ungained`` scale y and ŷ
+around quantization, and are identities for fixed-rate models.
+
 ``height`` and ``width`` are those of the padded input, a multiple of
 ``PAD_MULTIPLE``. The integer CDF tables are built once by ``update_tables()``
 at export and then live in the state dict beside the weights, so loading never
@@ -30,6 +34,7 @@ from torch import Tensor, nn
 
 from codec.entropy import CdfTables
 from codec.integer import IntegerSynthesis
+from codec.layers import GainUnits
 
 PAD_MULTIPLE = 64
 _TABLE_BUFFERS = ("_quantized_cdf", "_cdf_length", "_offset", "scale_table")
@@ -43,11 +48,33 @@ class LatentCodecModel(nn.Module):
     g_a: nn.Module
     g_s: nn.Module
 
-    def __init__(self, N: int, M: int) -> None:
+    def __init__(self, N: int, M: int, lambdas: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.N = N
         self.M = M
+        self.gain_units = GainUnits(M, tuple(lambdas)) if lambdas else None
         self._tables: dict[str, CdfTables] = {}
+
+    @property
+    def lambdas(self) -> tuple[float, ...]:
+        """The λ a variable-rate model was trained for (empty for a fixed-rate model)."""
+        return self.gain_units.lambdas if self.gain_units is not None else ()
+
+    def gained(self, y: Tensor, lmbda: float | None) -> Tensor:
+        """y scaled for rate parameter λ before quantization (identity for fixed-rate models)."""
+        if self.gain_units is None:
+            return y
+        if lmbda is None:
+            raise ValueError("a variable-rate model needs a rate parameter λ")
+        return y * self.gain_units.gain(lmbda).to(y)
+
+    def ungained(self, y_hat: Tensor, lmbda: float | None) -> Tensor:
+        """ŷ scaled back for synthesis (identity for fixed-rate models)."""
+        if self.gain_units is None:
+            return y_hat
+        if lmbda is None:
+            raise ValueError("a variable-rate model needs a rate parameter λ")
+        return y_hat * self.gain_units.inverse_gain(lmbda).to(y_hat)
 
     def entropy_models(self) -> dict[str, EntropyModel]:
         """The entropy model of each stream, by stream name."""
@@ -67,14 +94,16 @@ class LatentCodecModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def compress(self, x: Tensor, coder: str = "range") -> list[bytes]:
+    def compress(self, x: Tensor, coder: str = "range", lmbda: float | None = None) -> list[bytes]:
         """The streams of a whole (1, 3, H, W) image in [0, 1], sides multiples of PAD_MULTIPLE."""
-        return self.compress_latent(self.g_a(x), coder)
+        return self.compress_latent(self.gained(self.g_a(x), lmbda), coder)
 
     @torch.no_grad()
-    def decompress(self, streams: list[bytes], height: int, width: int, coder: str = "range") -> Tensor:
+    def decompress(
+        self, streams: list[bytes], height: int, width: int, coder: str = "range", lmbda: float | None = None
+    ) -> Tensor:
         """The (1, 3, height, width) float reconstruction of a whole image."""
-        return self.g_s(self.decompress_latent(streams, height, width, coder))
+        return self.g_s(self.ungained(self.decompress_latent(streams, height, width, coder), lmbda))
 
     def aux_loss(self) -> Tensor:
         """Quantile loss of the factorized entropy bottlenecks (Ballé et al. 2018)."""

@@ -31,8 +31,8 @@ class FactorizedPrior(LatentCodecModel):
     name = "bmshj2018-factorized"
     stream_names = ("y",)
 
-    def __init__(self, N: int = 128, M: int = 192) -> None:
-        super().__init__(N, M)
+    def __init__(self, N: int = 128, M: int = 192, lambdas: tuple[float, ...] = ()) -> None:
+        super().__init__(N, M, lambdas)
         self.g_a = analysis_transform(N, M)
         self.g_s = synthesis_transform(N, M)
         self.entropy_bottleneck = EntropyBottleneck(M)
@@ -44,11 +44,11 @@ class FactorizedPrior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"y": (self.M, height // 16, width // 16)}
 
-    def forward(self, x: Tensor) -> dict:
-        y = self.g_a(x)
+    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
+        y = self.gained(self.g_a(x), lmbda)
         with full_precision(y):
             y_hat, y_likelihoods = self.entropy_bottleneck(y.float())
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods}}
+        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods}}
 
     def _medians(self) -> Tensor:
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)

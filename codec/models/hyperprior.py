@@ -54,8 +54,8 @@ class ScaleHyperprior(LatentCodecModel):
     name = "bmshj2018-hyperprior"
     stream_names = ("z", "y")
 
-    def __init__(self, N: int = 128, M: int = 192) -> None:
-        super().__init__(N, M)
+    def __init__(self, N: int = 128, M: int = 192, lambdas: tuple[float, ...] = ()) -> None:
+        super().__init__(N, M, lambdas)
         self.g_a = analysis_transform(N, M)
         self.g_s = synthesis_transform(N, M)
         self.h_a = nn.Sequential(
@@ -79,15 +79,15 @@ class ScaleHyperprior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"z": (self.N, height // 64, width // 64), "y": (self.M, height // 16, width // 16)}
 
-    def forward(self, x: Tensor) -> dict:
-        y = self.g_a(x)
+    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
+        y = self.gained(self.g_a(x), lmbda)
         z = self.h_a(torch.abs(y))
         with full_precision(z):
             z_hat, z_likelihoods = self.entropy_bottleneck(z.float())
         scales = self.h_s(z_hat)
         with full_precision(y):
             y_hat, y_likelihoods = self.gaussian_conditional(y.float(), scales.float())
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def _z_medians(self) -> Tensor:
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)

@@ -1,0 +1,114 @@
+"""Variable rate: gain units, a continuous quality dial, rate targets, and training one model for many λ."""
+
+import json
+import math
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import codec
+from codec import api, weights
+from codec.errors import FormatError
+from codec.layers import GainUnits
+from codec.metrics import psnr
+from codec.models import ARCHITECTURES
+from tests.conftest import natural_image, synthetic_image
+from train.train import main as train_main
+
+LEVELS = (0.0018, 0.0067, 0.025, 0.18)
+
+
+@pytest.fixture(scope="module")
+def variable_rate_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("vr-weights")
+    for arch in ARCHITECTURES.values():
+        torch.manual_seed(0)
+        weights.export(arch(8, 12, LEVELS), None, directory, {"training": {"note": "untrained test model"}})
+    return directory
+
+
+@pytest.fixture
+def variable_rate(variable_rate_dir, monkeypatch):
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(variable_rate_dir))
+    return variable_rate_dir
+
+
+def test_gains_match_each_level_and_interpolate_in_the_log_domain():
+    units = GainUnits(3, LEVELS)
+    with torch.no_grad():
+        units.log_gain.copy_(torch.arange(12.0).view(4, 3))
+    assert torch.allclose(units.gain(0.0067).flatten(), torch.tensor([3.0, 4.0, 5.0]).exp())
+    between = units.gain(math.sqrt(0.0067 * 0.025)).flatten()
+    assert torch.allclose(between, torch.tensor([4.5, 5.5, 6.5]).exp())
+    assert torch.equal(units.gain(1e-6), units.gain(0.0018)) and torch.equal(units.gain(9.0), units.gain(0.18))
+    with pytest.raises(ValueError):
+        GainUnits(3, (0.01, 0.005))
+
+
+@pytest.mark.parametrize("model", sorted(ARCHITECTURES))
+def test_quality_is_continuous_and_the_file_records_the_rate(variable_rate, model):
+    image = natural_image(64, 96)
+    rates = [codec.read_header(codec.encode(image, quality=q, model=model)).rate for q in (30, 30.5, 31)]
+    assert rates[0] < rates[1] < rates[2]
+    assert rates[0] == pytest.approx(api.lambda_for_quality(30), rel=1e-6)
+    assert codec.decode(codec.encode(image, quality=30.5, model=model)).size == (96, 64)
+
+
+def test_a_rate_outside_the_trained_range_is_refused(variable_rate):
+    data = bytearray(codec.encode(synthetic_image(32, 32), quality=50))
+    at = 7 + data[6] + 8
+    struct.pack_into("<f", data, at, 0.5)
+    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
+    with pytest.raises(FormatError, match="rate parameter"):
+        codec.decode(bytes(data))
+
+
+def test_target_bpp_and_target_psnr_are_met_by_bisection(variable_rate):
+    image = natural_image(96, 128)
+    low = codec.read_header(codec.encode(image, quality=1))
+    bpps = [len(codec.encode(image, quality=q)) * 8 / (96 * 128) for q in (1, 100)]
+    target = 0.5 * (bpps[0] + bpps[1])
+    data, bpp, _ = api.encode_to_target(image, target_bpp=target)
+    assert bpp == len(data) * 8 / (96 * 128) and bpp <= target
+    assert bpp > bpps[0] and low.rate < codec.read_header(data).rate
+    p_low = psnr(image, np.asarray(codec.decode(codec.encode(image, quality=1))))
+    data_psnr, _, reached = api.encode_to_target(image, target_psnr=p_low - 0.1)
+    assert reached >= p_low - 0.1 and codec.read_header(data_psnr).rate == pytest.approx(LEVELS[0], rel=1e-6)
+
+
+def test_training_a_variable_rate_model_exports_one_card_for_all_levels(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    train_main(
+        [
+            "--arch=bmshj2018-hyperprior", "--N=8", "--M=12", "--crop=64", "--batch=2", "--steps=6",
+            "--lambdas=0.002,0.02,0.2", f"--data={data}", f"--out_dir={tmp_path / 'run'}",
+            f"--export_dir={tmp_path / 'export'}",
+        ]  # fmt: skip
+    )
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path / "export"))
+    (point,) = weights.rate_points()
+    assert point.variable_rate and point.lambdas == (0.002, 0.02, 0.2) and point.card["lambda"] is None
+    assert (tmp_path / "export" / "bmshj2018-hyperprior-variable-rate.safetensors").exists()
+    assert codec.decode(codec.encode(synthetic_image(40, 40), quality=60)).size == (40, 40)
+
+
+def test_the_benchmark_sweeps_a_variable_rate_model(variable_rate, tmp_path):
+    from benchmarks import harness
+
+    images = []
+    for i in range(2):
+        images.append(tmp_path / f"img{i}.png")
+        Image.fromarray(natural_image(64, 96)[:, ::-1] if i else natural_image(64, 96)).save(images[-1])
+    summary = harness.run(images, tmp_path / "out", classical_names=["JPEG 4:2:0"], max_settings=2)
+    for model in ARCHITECTURES:
+        curve = (tmp_path / "out" / f"aecodec-{model}.json").read_text()
+        assert "variable-rate model" in curve
+        assert len(json.loads(curve)["results"]["bpp"]) == harness.VARIABLE_RATE_SETTINGS
+    assert set(summary["codecs"]) >= {f"aecodec {m}" for m in ARCHITECTURES}
