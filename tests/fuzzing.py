@@ -89,7 +89,7 @@ def mutate(data: bytes, op: tuple) -> bytes:
         return data
     if kind == "dimensions":
         at = 7 + _name_length(data) + 14
-        if at + 8 > n:
+        if at + 9 > n:
             return data
         height, width = (1 + a % 65535, 1 + b % 65535) if c == b"huge" else (a & 0xFFFFFFFF, b & 0xFFFFFFFF)
         buf = bytearray(data)
