@@ -160,11 +160,22 @@ def decode(
     return (values + tables.offset[indexes]).astype(np.int32)
 
 
-def _groups(indexes: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
-    """The stable order that sorts `indexes`, and its (table, start, stop) runs."""
-    order = np.argsort(indexes, kind="stable")
-    sorted_indexes = indexes[order]
-    tables, starts = np.unique(sorted_indexes, return_index=True)
+def _groups(indexes: np.ndarray) -> tuple[np.ndarray | slice, list[tuple[int, int, int]]]:
+    """The stable order that sorts `indexes`, and its (table, start, stop) runs.
+
+    Indexes that are already sorted (one table per channel, channel-major) keep
+    their order without a sort or a permuted copy.
+    """
+    if indexes.size < 2 or bool(np.all(indexes[1:] >= indexes[:-1])):
+        order: np.ndarray | slice = slice(None)
+        sorted_indexes = indexes
+    else:
+        order = np.argsort(indexes, kind="stable")
+        sorted_indexes = indexes[order]
+    if not sorted_indexes.size:
+        return order, []
+    starts = np.concatenate([[0], np.flatnonzero(sorted_indexes[1:] != sorted_indexes[:-1]) + 1])
+    tables = sorted_indexes[starts]
     stops = np.append(starts[1:], len(sorted_indexes))
     return order, list(zip(tables.tolist(), starts.tolist(), stops.tolist()))
 
