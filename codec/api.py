@@ -192,10 +192,10 @@ def encode_to_target(
         raise ValueError("give exactly one of target_bpp and target_psnr")
     array, mode = _checked_array(image)
     point = select_rate_point(model, DEFAULT_QUALITY)
-    net = weights.load(point, device)
     height, width = array.shape[:2]
 
-    def trial(rate: float) -> tuple[bytes, float, float, bool]:
+    def trial(point: weights.RatePoint, rate: float) -> tuple[bytes, float, float, bool]:
+        net = weights.load(point, device)
         data = encode_with(net, array, mode, point.fingerprint, rate, coder, device)
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)
@@ -203,19 +203,17 @@ def encode_to_target(
         meets = bpp <= target_bpp if target_bpp is not None else quality >= target_psnr
         return data, bpp, quality, meets
 
-    if point.variable_rate:
-        low, high = math.log(point.lambdas[0]), math.log(point.lambdas[-1])
-        candidates = [math.exp(low), math.exp(high)]
-    else:
-        candidates = [p.lmbda for p in weights.rate_points(model) if not p.variable_rate]
-        low = high = 0.0
-    results = {rate: trial(rate) for rate in candidates}
     if point.variable_rate:  # bpp and PSNR both grow with λ: bisect on log λ
+        low, high = math.log(point.lambdas[0]), math.log(point.lambdas[-1])
+        results = {rate: trial(point, rate) for rate in (point.lambdas[0], point.lambdas[-1])}
         for _ in range(steps):
             middle = 0.5 * (low + high)
-            results[math.exp(middle)] = trial(math.exp(middle))
-            too_far = not results[math.exp(middle)][3] if target_bpp is not None else results[math.exp(middle)][3]
+            results[math.exp(middle)] = trial(point, math.exp(middle))
+            meets = results[math.exp(middle)][3]
+            too_far = not meets if target_bpp is not None else meets
             low, high = (low, middle) if too_far else (middle, high)
+    else:
+        results = {p.lmbda: trial(p, p.lmbda) for p in weights.rate_points(model)}
     met = [(rate, r) for rate, r in results.items() if r[3]]
     if target_bpp is not None:
         rate, best = max(met) if met else min(results.items())

@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-q",
         "--quality",
         type=float,
-        default=api.DEFAULT_QUALITY,
-        help="1..100, higher is better (default %(default)s)",
+        default=None,
+        help=f"1..100, higher is better (default {api.DEFAULT_QUALITY})",
     )
     choice.add_argument("--model", default=api.DEFAULT_MODEL, choices=sorted(ARCHITECTURES), help="default %(default)s")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -144,9 +144,17 @@ def _check_device(device: str) -> None:
             raise UsageError("--device cuda: no CUDA device is available")
 
 
-def _check_quality(quality: float) -> None:
-    if not 1 <= quality <= 100:
-        raise UsageError(f"quality must be between 1 and 100, got {quality:g}")
+def _check_quality(args: argparse.Namespace) -> None:
+    """Check -q and give it its default (None means not given, so targets can refuse it)."""
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        raise UsageError(f"quality must be between 1 and 100, got {args.quality:g}")
+    if getattr(args, "target_bpp", None) is not None or getattr(args, "target_psnr", None) is not None:
+        if args.quality is not None:
+            raise UsageError("-q cannot be combined with --target-bpp or --target-psnr")
+        if args.target_bpp is not None and not args.target_bpp > 0:
+            raise UsageError(f"--target-bpp must be positive, got {args.target_bpp:g}")
+    elif args.quality is None:
+        args.quality = float(api.DEFAULT_QUALITY)
 
 
 def _read_input(path: str, limit: int) -> bytes:
@@ -207,12 +215,10 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
 
 def run_encode(args: argparse.Namespace) -> None:
     _check_device(args.device)
-    _check_quality(args.quality)
+    _check_quality(args)
     _check_output(args)
     image = open_image(_read_input(args.input, MAX_IMAGE_FILE_BYTES))
-    if args.target_bpp is not None or args.target_psnr is not None:
-        if args.target_bpp is not None and not args.target_bpp > 0:
-            raise UsageError(f"--target-bpp must be positive, got {args.target_bpp:g}")
+    if args.quality is None:
         data, _, _ = api.encode_to_target(
             image, args.target_bpp, args.target_psnr, model=args.model, coder=args.coder, device=args.device
         )
@@ -284,7 +290,7 @@ def run_info(args: argparse.Namespace) -> None:
 
 def run_eval(args: argparse.Namespace) -> None:
     _check_device(args.device)
-    _check_quality(args.quality)
+    _check_quality(args)
     rate = api.rate_for_quality(args.model, args.quality)
     print(f"model {args.model}, quality {args.quality:g} → λ={rate:.4g}, coder {args.coder}")
     print(f"{'image':<28} {'size':>11} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8}")

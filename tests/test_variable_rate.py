@@ -112,3 +112,26 @@ def test_the_benchmark_sweeps_a_variable_rate_model(variable_rate, tmp_path):
         assert "variable-rate model" in curve
         assert len(json.loads(curve)["results"]["bpp"]) == harness.VARIABLE_RATE_SETTINGS
     assert set(summary["codecs"]) >= {f"aecodec {m}" for m in ARCHITECTURES}
+
+
+def test_target_bpp_with_fixed_rate_points_picks_and_records_the_right_weights(tiny_weights):
+    image = natural_image(64, 96)
+    sizes = {q: len(codec.encode(image, quality=q)) * 8 / (64 * 96) for q in (1, 100)}
+    data, bpp, _ = api.encode_to_target(image, target_bpp=max(sizes.values()) + 1)
+    assert bpp == pytest.approx(sizes[100]) and codec.decode(data).size == (96, 64)
+    data, bpp, _ = api.encode_to_target(image, target_bpp=min(sizes.values()) / 2)  # unreachable: lowest rate
+    assert bpp == pytest.approx(sizes[1]) and codec.decode(data).size == (96, 64)
+
+
+def test_the_cli_refuses_quality_together_with_a_target(tmp_path):
+    import subprocess
+    import sys
+
+    Image.fromarray(synthetic_image(16, 16)).save(tmp_path / "in.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "codec.cli", "encode", str(tmp_path / "in.png"), str(tmp_path / "o.aec"),
+         "-q", "50", "--target-bpp", "1"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and "cannot be combined" in result.stderr
+    assert not (tmp_path / "o.aec").exists()
