@@ -79,6 +79,9 @@ class IntegerSynthesis(nn.Module):
         kinds = []
         for i, (conv, relu) in enumerate(convs):
             weight = conv.weight.detach().double().cpu()
+            fan_in = weight[0].numel() if not isinstance(conv, nn.ConvTranspose2d) else weight[:, 0].numel()
+            if fan_in * 2.0 ** (ACTIVATION_BITS + WEIGHT_BITS - 1) >= 2.0**52:  # 2^52: headroom for the bias
+                raise ValueError(f"layer {i} has fan-in {fan_in}: its sums could exceed 2^53 and lose exactness")
             shift = WEIGHT_BITS - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
             setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
             bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(weight.shape[1])
@@ -114,4 +117,8 @@ class IntegerSynthesis(nn.Module):
 
     def indexes(self, z_symbols: Tensor) -> Tensor:
         """int32 CDF-table index of every element of y: how many thresholds lie below its scale."""
-        return torch.bucketize(self(z_symbols), self.thresholds.cpu().double(), right=False).int()
+        return self.indexes_of(self(z_symbols))
+
+    def indexes_of(self, scales: Tensor) -> Tensor:
+        """int32 CDF-table indexes of fixed-point scales (part of this network's output)."""
+        return torch.bucketize(scales, self.thresholds.cpu().double(), right=False).int()

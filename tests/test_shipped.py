@@ -9,11 +9,13 @@ import pytest
 import codec
 from benchmarks import data, harness, plot
 from codec import weights
+from codec.errors import WeightsError
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES
 from tests.conftest import natural_image
 
 SHIPPED = weights.DEFAULT_WEIGHTS_DIR
+SHIPPED_MODELS = ("bmshj2018-factorized", "bmshj2018-hyperprior")  # each ships ≥ 2 trained rate points
 
 
 @pytest.fixture
@@ -22,8 +24,8 @@ def shipped(monkeypatch):
     return weights.rate_points(directory=SHIPPED)
 
 
-def test_every_architecture_ships_at_least_two_trained_rate_points(shipped):
-    for arch in ARCHITECTURES:
+def test_the_balle_models_ship_at_least_two_trained_rate_points(shipped):
+    for arch in SHIPPED_MODELS:
         points = [p for p in shipped if p.model == arch]
         assert len(points) >= 2, arch
         for point in points:
@@ -40,7 +42,13 @@ def test_no_pickled_weights_are_shipped():
         assert json.loads(card.read_text())["weights"].endswith(".safetensors")
 
 
-@pytest.mark.parametrize("model", sorted(ARCHITECTURES))
+def test_an_architecture_without_shipped_weights_is_a_clear_error_not_untrained_weights(shipped):
+    for arch in set(ARCHITECTURES) - {p.model for p in weights.rate_points()}:
+        with pytest.raises(WeightsError, match="no weights"):
+            codec.encode(natural_image(32, 32), model=arch)
+
+
+@pytest.mark.parametrize("model", SHIPPED_MODELS)
 def test_shipped_models_reconstruct_a_photo_well_and_rate_grows_with_quality(shipped, model):
     image = natural_image(128, 128)
     sizes, qualities = [], []

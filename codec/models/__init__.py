@@ -5,10 +5,19 @@ from __future__ import annotations
 from codec.models.base import PAD_MULTIPLE, LatentCodecModel
 from codec.models.factorized import FactorizedPrior
 from codec.models.hyperprior import ScaleHyperprior
+from codec.models.meanscale import MeanScaleHyperprior
 
 ARCHITECTURES: dict[str, type[LatentCodecModel]] = {
     FactorizedPrior.name: FactorizedPrior,
     ScaleHyperprior.name: ScaleHyperprior,
+    MeanScaleHyperprior.name: MeanScaleHyperprior,
 }
 
-__all__ = ["ARCHITECTURES", "PAD_MULTIPLE", "FactorizedPrior", "LatentCodecModel", "ScaleHyperprior"]
+__all__ = [
+    "ARCHITECTURES",
+    "PAD_MULTIPLE",
+    "FactorizedPrior",
+    "LatentCodecModel",
+    "MeanScaleHyperprior",
+    "ScaleHyperprior",
+]
