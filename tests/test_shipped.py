@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import codec
 from benchmarks import data, harness, plot
@@ -62,9 +63,13 @@ def test_shipped_models_reconstruct_a_photo_well_and_rate_grows_with_quality(shi
 
 def test_reduced_kodak_benchmark_measures_every_codec_the_same_way(shipped, tmp_path):
     directory = data.default_kodak()
-    if directory is None:
-        pytest.skip("Kodak not available")
-    images = data.kodak_images(directory, limit=2)
+    if directory is not None and directory.is_dir():
+        images = data.kodak_images(directory, limit=2)
+    else:  # a clone without ../shared: two crops of the bundled sample stand in for Kodak
+        images = [tmp_path / "crop0.png", tmp_path / "crop1.png"]
+        Image.fromarray(natural_image(448, 384)[:, ::-1]).save(images[0])
+        Image.fromarray(natural_image(384, 416)).save(images[1])
+    pixels = {p.name: np.prod(Image.open(p).size) for p in images}
     summary = harness.run(images, tmp_path, classical_names=["JPEG 4:2:0", "WebP"], max_settings=2)
 
     rows = list(csv.DictReader(open(tmp_path / "kodak-per-image.csv")))
@@ -75,7 +80,7 @@ def test_reduced_kodak_benchmark_measures_every_codec_the_same_way(shipped, tmp_
         "WebP",
     }
     for row in rows:
-        assert float(row["bpp"]) == int(row["bytes"]) * 8 / (768 * 512)
+        assert float(row["bpp"]) == int(row["bytes"]) * 8 / pixels[row["image"]]
         assert 15 < float(row["psnr"]) < 50 and 0 < float(row["ms_ssim"]) <= 1
     jpeg = json.loads((tmp_path / "jpeg-4-2-0.json").read_text())
     assert jpeg["name"] == "JPEG 4:2:0" and len(jpeg["results"]["bpp"]) == 2
