@@ -14,10 +14,13 @@ Receptive fields (four 5×5 layers of stride 2): a latent of g_a sees ±30
 pixels around its centre, a pixel of g_s sees ±2 latents. The margins below
 are at least twice that.
 
-The synthesis runs without oneDNN (PyTorch's native convolutions): oneDNN
-picks its blocking from the thread count, so the same file would decode to
-pixels differing by one level between, say, 1 and 2 threads; the native
-kernels give the same pixels for any thread count (tests/test_determinism.py).
+The synthesis keeps the pixels independent of the thread count: oneDNN's
+1×1 convolution inside (I)GDN picks its blocking from the thread count, so the
+same file would decode to pixels differing by one level between, say, 1 and 2
+threads. The synthesis therefore runs layer by layer, GDN with PyTorch's native
+kernels and the transposed convolutions with oneDNN, which are thread-count
+invariant and about twice as fast as the native ones
+(tests/test_determinism.py checks the result).
 Across different CPUs the float transforms may still differ by a level on
 rare pixels; the entropy-decoded latents never do (codec/integer.py).
 
@@ -77,17 +80,28 @@ def analysis(g_a: nn.Module, image: np.ndarray, device: str = "cpu", tile: int =
 
 
 @contextlib.contextmanager
-def _native_convolutions() -> Iterator[None]:
+def _onednn(enabled: bool) -> Iterator[None]:
     previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    torch.backends.mkldnn.enabled = enabled
     try:
         yield
     finally:
         torch.backends.mkldnn.enabled = previous
 
 
+def _synthesize(g_s: nn.Module, y_hat: Tensor) -> Tensor:
+    """g_s with oneDNN only for its transposed convolutions (see the module docstring)."""
+    if not isinstance(g_s, nn.Sequential):
+        with _onednn(False):
+            return g_s(y_hat)
+    x = y_hat
+    for layer in g_s:
+        with _onednn(isinstance(layer, nn.ConvTranspose2d)):
+            x = layer(x)
+    return x
+
+
 @torch.no_grad()
-@_native_convolutions()
 def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int = TILE) -> np.ndarray:
     """The top-left (height, width) of g_s(y_hat) as a uint8 (height, width, 3) array, tile by tile."""
     rows, columns = y_hat.shape[2:]
@@ -103,7 +117,7 @@ def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int 
             pixel_left, pixel_right = left * DOWNSAMPLING, min(right * DOWNSAMPLING, width)
             if pixel_left >= width:
                 break
-            x = g_s(y_hat[:, :, outer_top:outer_bottom, outer_left:outer_right])
+            x = _synthesize(g_s, y_hat[:, :, outer_top:outer_bottom, outer_left:outer_right])
             row0 = (top - outer_top) * DOWNSAMPLING
             col0 = (left - outer_left) * DOWNSAMPLING
             x = x[0, :, row0 : row0 + pixel_bottom - pixel_top, col0 : col0 + pixel_right - pixel_left]
