@@ -26,26 +26,26 @@ The streams are sent in decoding order: z first, then y.
 from __future__ import annotations
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
 from torch import Tensor, nn
 
 from codec import entropy
-from codec.integer import FRACTION_BITS, IntegerSynthesis
-from codec.layers import analysis_transform, conv, deconv, synthesis_transform
-from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes, full_precision
-from codec.models.hyperprior import scale_table
+from codec.integer import FRACTION_BITS
+from codec.layers import conv, deconv
+from codec.models.base import channel_indexes, full_precision
+from codec.models.hyperprior import ScaleHyperprior
 
 
-class MeanScaleHyperprior(LatentCodecModel):
-    """g_a / g_s with GDN, a hyper-autoencoder predicting the mean and scale of every element of y."""
+class MeanScaleHyperprior(ScaleHyperprior):
+    """The scale hyperprior with a hyper-synthesis that predicts the mean and scale of every element of y.
+
+    Entropy models, latent shapes and the export of the integer h_s are the
+    scale hyperprior's; only h_a, h_s and the use of their outputs differ.
+    """
 
     name = "mbt2018-mean"
-    stream_names = ("z", "y")
 
     def __init__(self, N: int = 128, M: int = 192, lambdas: tuple[float, ...] = ()) -> None:
         super().__init__(N, M, lambdas)
-        self.g_a = analysis_transform(N, M)
-        self.g_s = synthesis_transform(N, M)
         self.h_a = nn.Sequential(
             conv(M, N, kernel_size=3, stride=1), nn.ReLU(inplace=True),
             conv(N, N), nn.ReLU(inplace=True),
@@ -56,16 +56,6 @@ class MeanScaleHyperprior(LatentCodecModel):
             deconv(M, M * 3 // 2), nn.ReLU(inplace=True),
             conv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
         )  # fmt: skip
-        self.entropy_bottleneck = EntropyBottleneck(N)
-        self.gaussian_conditional = GaussianConditional(scale_table())
-        self.h_s_integer = IntegerSynthesis(num_layers=3)
-
-    def entropy_models(self) -> dict[str, EntropyModel]:
-        return {"z": self.entropy_bottleneck, "y": self.gaussian_conditional}
-
-    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int, int]]:
-        assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
-        return {"z": (self.N, height // 64, width // 64), "y": (self.M, height // 16, width // 16)}
 
     def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
         y = self.gained(self.g_a(x), lmbda)
@@ -76,16 +66,6 @@ class MeanScaleHyperprior(LatentCodecModel):
         with full_precision(y):
             y_hat, y_likelihoods = self.gaussian_conditional(y.float(), scales.float(), means=means.float())
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
-
-    def _z_medians(self) -> Tensor:
-        return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)
-
-    @torch.no_grad()
-    def update_tables(self) -> None:
-        super().update_tables()
-        self.h_s_integer = IntegerSynthesis.quantize(
-            self.h_s, self._z_medians(), self.gaussian_conditional.scale_table
-        ).to(self._z_medians().device)
 
     def _y_parameters(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
         """CDF index and mean of every element of y, both from the integer-exact h_s."""
