@@ -48,7 +48,7 @@ _LIMIT = float(1 << ACTIVATION_BITS)
 
 
 class IntegerSynthesis(nn.Module):
-    """An integer copy of a Conv2d / ConvTranspose2d / ReLU stack that ends in CDF indexes.
+    """An integer copy of a Conv2d / ConvTranspose2d / ReLU stack whose outputs choose CDF tables.
 
     All state lives in buffers (int64), so it is saved with the weights and
     fingerprinted with them. `layer_kinds` encodes each layer as
@@ -68,8 +68,14 @@ class IntegerSynthesis(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def quantize(cls, network: nn.Sequential, input_offset: Tensor, scale_table: Tensor) -> IntegerSynthesis:
-        """Quantize a trained float network whose input is z_symbols + `input_offset` (per channel)."""
+    def quantize(
+        cls, network: nn.Sequential, input_offset: Tensor | None = None, scale_table: Tensor | None = None
+    ) -> IntegerSynthesis:
+        """Quantize a trained float network.
+
+        With `input_offset` (per channel) its input is z_symbols + offset (`forward`); without,
+        its input is already fixed-point (`run`). `scale_table` gives the thresholds of `indexes_of`.
+        """
         layers = list(network)
         convs = [(m, i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU)) for i, m in enumerate(layers)]
         convs = [(m, relu) for m, relu in convs if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
@@ -91,19 +97,25 @@ class IntegerSynthesis(nn.Module):
             output_padding = conv.output_padding[0] if transposed else 0
             kinds.append([int(transposed), conv.stride[0], conv.padding[0], output_padding, int(relu)])
         net.layer_kinds = torch.tensor(kinds, dtype=torch.int64)
-        net.input_offset = torch.round(input_offset.detach().double().cpu().reshape(-1) * 2.0**FRACTION_BITS).long()
-        net.thresholds = torch.floor(scale_table.detach().double().cpu()[:-1] * 2.0**FRACTION_BITS).long()
+        if input_offset is not None:
+            net.input_offset = torch.round(input_offset.detach().double().cpu().reshape(-1) * 2.0**FRACTION_BITS).long()
+        if scale_table is not None:
+            net.thresholds = torch.floor(scale_table.detach().double().cpu()[:-1] * 2.0**FRACTION_BITS).long()
         return net
 
     @property
     def ready(self) -> bool:
         """Whether quantized weights are present (older weight files have none)."""
-        return self.thresholds.numel() > 0
+        return self.layer_kinds.numel() > 0
 
     def forward(self, z_symbols: Tensor) -> Tensor:
-        """The fixed-point scales (units of 2^-F) for integer hyper-latent symbols (1, C, h, w)."""
+        """The fixed-point output (units of 2^-F) for integer hyper-latent symbols (1, C, h, w)."""
         a = z_symbols.detach().cpu().double().clamp(-_LIMIT, _LIMIT) * 2.0**FRACTION_BITS
-        a = (a + self.input_offset.cpu().double().view(1, -1, 1, 1)).clamp_(-_LIMIT, _LIMIT)
+        return self.run(a + self.input_offset.cpu().double().view(1, -1, 1, 1))
+
+    def run(self, a: Tensor) -> Tensor:
+        """The fixed-point output for a fixed-point input: float64 tensors holding integers (units of 2^-F)."""
+        a = a.detach().cpu().double().clamp(-_LIMIT, _LIMIT)
         for i, (transposed, stride, padding, output_padding, relu) in enumerate(self.layer_kinds.tolist()):
             weight = getattr(self, f"weight{i}").cpu().double()
             bias = getattr(self, f"bias{i}").cpu().double()

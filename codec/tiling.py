@@ -80,7 +80,8 @@ def analysis(g_a: nn.Module, image: np.ndarray, device: str = "cpu", tile: int =
 
 
 @contextlib.contextmanager
-def _onednn(enabled: bool) -> Iterator[None]:
+def onednn(enabled: bool) -> Iterator[None]:
+    """A region where oneDNN kernels are on or off (off: PyTorch's native, thread-count-invariant ones)."""
     previous = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = enabled
     try:
@@ -92,11 +93,11 @@ def _onednn(enabled: bool) -> Iterator[None]:
 def _synthesize(g_s: nn.Module, y_hat: Tensor) -> Tensor:
     """g_s with oneDNN only for its transposed convolutions (see the module docstring)."""
     if not isinstance(g_s, nn.Sequential):
-        with _onednn(False):
+        with onednn(False):
             return g_s(y_hat)
     x = y_hat
     for layer in g_s:
-        with _onednn(isinstance(layer, nn.ConvTranspose2d)):
+        with onednn(isinstance(layer, nn.ConvTranspose2d)):
             x = layer(x)
     return x
 

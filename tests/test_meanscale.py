@@ -59,9 +59,17 @@ def test_a_few_training_steps_export_a_model_that_codes(tmp_path, monkeypatch):
         Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
     train_main(
         [
-            f"--arch={MODEL}", "--N=8", "--M=12", "--crop=64", "--batch=2", "--steps=6", "--lmbda=0.01",
-            f"--data={data}", f"--out_dir={tmp_path / 'run'}", f"--export_dir={tmp_path / 'export'}",
-        ]  # fmt: skip
+            f"--arch={MODEL}",
+            "--N=8",
+            "--M=12",
+            "--crop=64",
+            "--batch=2",
+            "--steps=6",
+            "--lmbda=0.01",
+            f"--data={data}",
+            f"--out_dir={tmp_path / 'run'}",
+            f"--export_dir={tmp_path / 'export'}",
+        ]
     )
     monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path / "export"))
     assert codec.decode(codec.encode(synthetic_image(40, 50), model=MODEL)).size == (50, 40)

@@ -79,9 +79,17 @@ def test_validation_codes_real_files_and_logs_bpp_and_psnr(tmp_path):
         Image.fromarray(synthetic_image(40, 72, seed=10 + i)).save(kodak / f"kodim{i:02d}.png")
     main(
         [
-            "--arch=bmshj2018-hyperprior", "--N=8", "--M=12", "--crop=64", "--batch=2", "--steps=4",
-            "--val_every=2", f"--val_data={kodak}", f"--data={data}", f"--out_dir={tmp_path / 'run'}",
-        ]  # fmt: skip
+            "--arch=bmshj2018-hyperprior",
+            "--N=8",
+            "--M=12",
+            "--crop=64",
+            "--batch=2",
+            "--steps=4",
+            "--val_every=2",
+            f"--val_data={kodak}",
+            f"--data={data}",
+            f"--out_dir={tmp_path / 'run'}",
+        ]
     )
     with open(tmp_path / "run" / "val.csv") as f:
         rows = list(csv.DictReader(f))

@@ -87,10 +87,17 @@ def test_training_a_variable_rate_model_exports_one_card_for_all_levels(tmp_path
         Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
     train_main(
         [
-            "--arch=bmshj2018-hyperprior", "--N=8", "--M=12", "--crop=64", "--batch=2", "--steps=6",
-            "--lambdas=0.002,0.02,0.2", f"--data={data}", f"--out_dir={tmp_path / 'run'}",
+            "--arch=bmshj2018-hyperprior",
+            "--N=8",
+            "--M=12",
+            "--crop=64",
+            "--batch=2",
+            "--steps=6",
+            "--lambdas=0.002,0.02,0.2",
+            f"--data={data}",
+            f"--out_dir={tmp_path / 'run'}",
             f"--export_dir={tmp_path / 'export'}",
-        ]  # fmt: skip
+        ]
     )
     monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path / "export"))
     (point,) = weights.rate_points()

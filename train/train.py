@@ -40,6 +40,12 @@ from train import checkpoint, validate
 from train.data import ImageFolder
 
 
+def _fits(own: torch.Tensor | None, value: torch.Tensor) -> bool:
+    """Whether a tensor of an init file fits the model (CDF tables and integer networks, built at
+    export, are empty in a model that is yet to be trained)."""
+    return own is not None and (own.shape == value.shape or own.numel() == 0)
+
+
 def default_train_data() -> str:
     return os.environ.get("AECODEC_TRAIN", str(Path(__file__).resolve().parents[1].parent / "shared/datasets/train"))
 
@@ -186,8 +192,16 @@ def main(argv: list[str]) -> None:
         from safetensors.torch import load_file
 
         initial = load_file(config.init)
-        fresh_gains = {k: v for k, v in model.state_dict().items() if k.startswith("gain_units.")}
-        model.load_weights({**fresh_gains, **initial})  # a fixed-rate init gets fresh gain units
+        own = model.state_dict()
+        if all(_fits(own.get(key), value) for key, value in initial.items()):
+            fresh_gains = {k: v for k, v in own.items() if k.startswith("gain_units.")}
+            model.load_weights({**fresh_gains, **initial})  # a fixed-rate init gets fresh gain units
+        else:  # another architecture: take the tensors whose names and shapes match, e.g. g_a and g_s
+            shared = {k: v for k, v in initial.items() if k in own and own[k].shape == v.shape}
+            model.load_state_dict(shared, strict=False)
+            extra["init"] = {**(extra["init"] or {}), "partial": sorted({k.split(".")[0] for k in shared})}
+            print(f"train: {config.init} is another architecture: {len(shared)} of {len(own)} tensors "
+                  f"initialized from it ({', '.join(extra['init']['partial'])})", file=sys.stderr)  # fmt: skip
     model.to(config.device, memory_format=memory_format).train()
     if config.compile:
         for transform in ("g_a", "g_s", "h_a", "h_s"):
