@@ -43,6 +43,7 @@ from codec import entropy, weights
 from codec.metrics import bits_per_pixel, ms_ssim, psnr
 
 ANCHOR = "JPEG 4:2:0"
+MEASURED_ANCHORS = (ANCHOR, "AVIF 4:4:4")  # BD-rates against these codecs as measured in the same run
 PUBLISHED = REPO / "benchmarks" / "reference" / "kodak-published.json"
 RATES_OF_INTEREST = (0.25, 0.5, 1.0)
 
@@ -205,10 +206,10 @@ def psnr_at(bpp: list[float], psnr_db: list[float], rate: float) -> float | None
 
 
 def summarize(curves: list[Curve]) -> dict:
-    """BD-rates against JPEG 4:2:0 (this run) and the published curves, and PSNR at fixed rates."""
+    """BD-rates against JPEG 4:2:0 and AVIF 4:4:4 (this run) and the published curves, and PSNR at fixed rates."""
     published = {k: v for k, v in json.loads(PUBLISHED.read_text()).items() if isinstance(v, dict)}
     measured = {c.name: (c.means()["bpp"], c.means()["psnr-rgb"]) for c in curves}
-    anchors = {f"{ANCHOR} (this run)": measured.get(ANCHOR)}
+    anchors = {f"{name} (this run)": measured.get(name) for name in MEASURED_ANCHORS}
     anchors |= {f"{k} (published)": (v["bpp"], v["psnr"]) for k, v in published.items()}
     table = {}
     for name, (bpp, psnr_db) in measured.items():
@@ -275,7 +276,7 @@ def readme_table(summary: dict) -> str:
     """The README's results section, generated from a summary (never typed by hand)."""
     codecs = summary["codecs"]
     anchors = sorted({a for entry in codecs.values() for a in entry["bd_rate_percent"]})
-    anchors = [a for a in anchors if "this run" in a or a.startswith(("bmshj2018", "BPG"))]
+    anchors = [a for a in anchors if "this run" in a or a.startswith(("bmshj2018", "BPG", "minnen2020"))]
     head = ["codec", *[f"PSNR @ {r} bpp" for r in RATES_OF_INTEREST], *[f"BD-rate vs {a}" for a in anchors]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 

@@ -25,7 +25,7 @@ from benchmarks import classical  # noqa: E402
 from benchmarks.harness import PUBLISHED, coded_points, quality_for  # noqa: E402
 from codec.metrics import bits_per_pixel, ms_ssim_db, psnr  # noqa: E402
 
-REFERENCES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "BPG-444")
+REFERENCES = ("bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean", "minnen2020-cc10 (paper)", "BPG-444")
 
 
 def rd_plot(results: Path) -> list[Path]:
@@ -39,10 +39,10 @@ def rd_plot(results: Path) -> list[Path]:
         style = {"marker": "o", "linewidth": 2.2} if ours else {"marker": ".", "linewidth": 1.2}
         ax_psnr.plot(r["bpp"], r["psnr-rgb"], label=curve["name"], **style)
         ax_ssim.plot(r["bpp"], [ms_ssim_db(v) for v in r["ms-ssim-rgb"]], label=curve["name"], **style)
-    for name, linestyle in zip(REFERENCES, ("--", "-.", ":")):
+    for name, linestyle in zip(REFERENCES, ("--", "-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3)), ":")):
         if name in published:
-            ax_psnr.plot(published[name]["bpp"], published[name]["psnr"], linestyle, color="black", alpha=0.7,
-                         label=f"{name} (published, CompressAI)")  # fmt: skip
+            ax_psnr.plot(published[name]["bpp"], published[name]["psnr"], linestyle=linestyle, color="black",
+                         alpha=0.7, label=f"{name} (published, CompressAI)")  # fmt: skip
     for ax, ylabel in ((ax_psnr, "PSNR RGB (dB)"), (ax_ssim, "MS-SSIM RGB (dB, −10·log10(1−MS-SSIM))")):
         ax.set_xlabel("bits per pixel (bpp)")
         ax.set_ylabel(ylabel)
