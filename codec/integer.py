@@ -27,6 +27,10 @@ is measured by benchmarks/robustness_costs.py):
   floor(scale_table[i]·2^F) (i < K−1) below its integer scale, which is
   compressai's `build_indexes` rule on the fixed-point scale.
 
+The same code quantizes the channel-wise model's entropy-parameter networks
+(codec/models/channelwise.py), whose input is already fixed-point (`run`): the
+h_s output and the decoded slices.
+
 The network runs on the CPU whatever the model's device: it sees only the
 hyper-latent (1/64 of the image side), so it is cheap, and CPU float64
 convolution is plain multiply–add (no Winograd or FFT algorithms that would
