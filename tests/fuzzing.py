@@ -29,6 +29,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import codec
+from codec import weights
 from codec.errors import AecError
 
 CASE_SECONDS = 5.0
@@ -41,14 +42,15 @@ class Outcome:
     seconds: float
 
 
-def make_seeds() -> list[bytes]:
-    """Valid files to mutate: both models × both coders, RGB and grayscale, small odd sizes."""
+def make_seeds(models: tuple[str, ...] | None = None) -> list[bytes]:
+    """Valid files to mutate: every model with installed weights (or `models`) × both coders, RGB and
+    grayscale, small odd sizes."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:72]
     rgb = np.clip(np.stack([xx * 3, yy * 5, (xx + yy) * 2], -1) + rng.normal(0, 6, (40, 72, 3)), 0, 255)
     rgb = rgb.astype(np.uint8)
     seeds = []
-    for model in ("bmshj2018-factorized", "bmshj2018-hyperprior"):
+    for model in models or sorted({point.model for point in weights.rate_points()}):
         for coder in ("range", "ans"):
             seeds.append(codec.encode(rgb, quality=75, model=model, coder=coder))
             seeds.append(codec.encode(rgb[:17, :33, 0], quality=30, model=model, coder=coder))
@@ -101,7 +103,7 @@ def mutate(data: bytes, op: tuple) -> bytes:
                 if entry + 6 > n:
                     break
                 channels, rows, columns = struct.unpack_from("<HHH", buf, entry)
-                factor = 64 if i == 0 and count == 2 else 16
+                factor = 64 if i == 0 and count >= 2 else 16  # z comes first in every multi-stream model
                 padded_h, padded_w = -(-height // 64) * 64, -(-width // 64) * 64
                 struct.pack_into("<HHH", buf, entry, channels, padded_h // factor, padded_w // factor)
         return bytes(buf)

@@ -32,6 +32,18 @@ def test_mutated_files_decode_or_raise_the_documented_error_quickly(seeds):
     one_case()
 
 
+def test_mutated_channelwise_files_decode_or_raise_the_documented_error_quickly(tiny_weights):
+    seeds = fuzzing.make_seeds(("minnen2020-channelwise",))
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(fuzzing.cases(len(seeds)))
+    def one_case(case):
+        outcome = fuzzing.check(fuzzing.build(seeds, case))
+        assert not outcome.kind.startswith("FAILURE"), outcome.kind
+
+    one_case()
+
+
 def test_every_seed_decodes(seeds):
     for seed in seeds:
         assert fuzzing.check(seed).kind == "decoded"
