@@ -39,7 +39,9 @@ introduce non-integer intermediates).
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,7 @@ FRACTION_BITS = 14
 WEIGHT_BITS = 13
 ACTIVATION_BITS = 28
 _LIMIT = float(1 << ACTIVATION_BITS)
+BAND_ROWS = 32  # input rows per band of a layer (bounds float64 im2col buffers on huge images)
 
 
 class IntegerSynthesis(nn.Module):
@@ -121,15 +124,23 @@ class IntegerSynthesis(nn.Module):
         """The fixed-point output for a fixed-point input: float64 tensors holding integers (units of 2^-F)."""
         a = a.detach().cpu().double().clamp(-_LIMIT, _LIMIT)
         for i, (transposed, stride, padding, output_padding, relu) in enumerate(self.layer_kinds.tolist()):
-            weight = getattr(self, f"weight{i}").cpu().double()
-            bias = getattr(self, f"bias{i}").cpu().double()
-            if transposed:
-                a = F.conv_transpose2d(a, weight, bias, stride, padding, output_padding)
-            else:
-                a = F.conv2d(a, weight, bias, stride, padding)
+            kernel = getattr(self, f"weight{i}").shape[-1]
+            same = padding == kernel // 2 and (output_padding == stride - 1 if transposed else stride == 1)
+            a = _in_bands(
+                functools.partial(self._layer, i), a, (stride if transposed else 1) if same else 0, kernel // 2
+            )
             a = torch.floor(a / 2.0 ** int(getattr(self, f"shift{i}")))
             a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
+
+    def _layer(self, i: int, a: Tensor) -> Tensor:
+        """Layer i's integer weighted sum (before its power-of-two rescaling)."""
+        transposed, stride, padding, output_padding, _ = self.layer_kinds[i].tolist()
+        weight = getattr(self, f"weight{i}").cpu().double()
+        bias = getattr(self, f"bias{i}").cpu().double()
+        if transposed:
+            return F.conv_transpose2d(a, weight, bias, stride, padding, output_padding)
+        return F.conv2d(a, weight, bias, stride, padding)
 
     def indexes(self, z_symbols: Tensor) -> Tensor:
         """int32 CDF-table index of every element of y: how many thresholds lie below its scale."""
@@ -138,3 +149,25 @@ class IntegerSynthesis(nn.Module):
     def indexes_of(self, scales: Tensor) -> Tensor:
         """int32 CDF-table indexes of fixed-point scales (part of this network's output)."""
         return torch.bucketize(scales, self.thresholds.cpu().double(), right=False).int()
+
+
+def _in_bands(layer: Callable[[Tensor], Tensor], a: Tensor, upsampling: int, margin: int) -> Tensor:
+    """`layer` applied to `a` in bands of `BAND_ROWS` input rows, each with `margin` rows of context.
+
+    Float64 convolution unfolds its input (im2col): for an 8000-pixel-wide image
+    that buffer alone would take gigabytes. A layer whose output has exactly
+    `upsampling` rows per input row ('same' convolutions, and transposed ones
+    with output_padding = stride − 1) can run band by band; the margin covers
+    its kernel, so each kept output is the same exact integer sum as in one
+    piece. Other layers (`upsampling` = 0) run in one piece.
+    """
+    rows = a.shape[2]
+    if not upsampling or rows <= BAND_ROWS + 2 * margin:
+        return layer(a)
+    bands = []
+    for top in range(0, rows, BAND_ROWS):
+        start, stop = max(top - margin, 0), min(top + BAND_ROWS + margin, rows)
+        out = layer(a[:, :, start:stop])
+        keep = (top - start) * upsampling
+        bands.append(out[:, :, keep : keep + (min(top + BAND_ROWS, rows) - top) * upsampling])
+    return torch.cat(bands, dim=2)

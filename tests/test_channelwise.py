@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 import codec
-from codec import api, container, tiling, weights
+from codec import api, container, integer, tiling, weights
 from codec.image import pad
 from codec.integer import FRACTION_BITS
 from codec.models import PAD_MULTIPLE
@@ -56,6 +56,14 @@ def test_slice_parameters_are_fixed_point_and_independent_of_threads(tiny_weight
     (indexes_1, means_1), (indexes_2, means_2) = results
     assert torch.equal(indexes_1, indexes_2) and torch.equal(means_1, means_2)
     assert torch.equal(means_1, means_1.round())
+
+
+def test_slice_networks_give_the_same_integers_in_row_bands_as_in_one_piece(tiny_weights, monkeypatch):
+    net = weights.load(api.select_rate_point(MODEL, 50))
+    support = torch.randint(-(2**20), 2**20, (1, 2 * net.M + 2 * net.slice_channels, 41, 13)).double()
+    whole = net.entropy_parameters_integer[2].run(support)
+    monkeypatch.setattr(integer, "BAND_ROWS", 5)
+    assert torch.equal(net.entropy_parameters_integer[2].run(support), whole)
 
 
 def test_encoding_and_decoding_do_not_depend_on_the_thread_count(tiny_weights):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import codec
-from codec import api, tiling, weights
+from codec import api, integer, tiling, weights
 from codec.image import pad
 from codec.integer import FRACTION_BITS
 from codec.models import PAD_MULTIPLE
@@ -119,6 +119,14 @@ def test_integer_network_tolerates_absurd_hyper_latents(shipped):
     z[:, ::2] = -(2.0**31)
     indexes = net.h_s_integer.indexes(z)
     assert indexes.min() >= 0 and indexes.max() < net.gaussian_conditional.scale_table.numel()
+
+
+def test_integer_network_gives_the_same_integers_in_row_bands_as_in_one_piece(shipped, monkeypatch):
+    net = shipped_hyperprior()
+    z = torch.randint(-8, 9, (1, net.N, 23, 9)).float()
+    whole = net.h_s_integer(z)
+    monkeypatch.setattr(integer, "BAND_ROWS", 3)
+    assert torch.equal(net.h_s_integer(z), whole)
 
 
 @pytest.mark.parametrize("tile", [64, 128])
