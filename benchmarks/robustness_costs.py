@@ -8,6 +8,11 @@ once with those of its integer copy; the reconstruction is the same, so only
 the bytes differ. Reported: mean bpp of each, the BD-rate of the integer path
 against the float path, and the fraction of indexes that differ.
 
+The channel-wise model (codec/models/channelwise.py) is measured the same
+way, except that its integer networks also give the means, so symbols and
+reconstructions differ too: its float path is coded and decoded in full, and
+each path has its own PSNR.
+
 Tiling (codec/tiling.py): every image is encoded and decoded through the codec
 at the default tile size (a Kodak image is one tile) and at 128-pixel tiles
 (24 tiles per image); reported are mean bpp and PSNR and the BD-rate of the
@@ -31,7 +36,7 @@ from tqdm import tqdm
 import codec
 from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO, default_kodak, kodak_images
-from benchmarks.harness import quality_for
+from benchmarks.harness import coded_points, quality_for_lambda, settings_of
 from codec import entropy, tiling, weights
 from codec.image import pad
 from codec.integer import IntegerSynthesis
@@ -82,18 +87,58 @@ def integer_path_cost(images: list[Path]) -> dict:
     return result
 
 
+@torch.no_grad()
+def channelwise_integer_path_cost(images: list[Path], model: str = "minnen2020-channelwise") -> dict:
+    """File bytes and PSNR of the channel-wise model with its integer networks (the codec) and with
+    the float ones (h_s and the slice networks in float, indexes from the float scales), per rate."""
+    result: dict = {"lambda": [], "bpp_float": [], "psnr_float": [], "bpp_integer": [], "psnr_integer": []}
+    for point in weights.rate_points(model):
+        net = weights.load(point)
+        for lmbda in tqdm(point.lambdas or (point.lmbda,), desc="integer path, channel-wise", file=sys.stderr):
+            sums = dict.fromkeys(("bpp_float", "psnr_float", "bpp_integer", "psnr_integer"), 0.0)
+            for path in images:
+                reference = np.asarray(Image.open(path).convert("RGB"))
+                padded = pad(reference, PAD_MULTIPLE)
+                y = net.gained(tiling.analysis(net.g_a, padded), lmbda)
+                streams = net.compress_latent(y)
+                y_hat_integer = net.decompress_latent(streams, *padded.shape[:2])
+                z_hat = torch.round(net.h_a(y) - net._z_medians()) + net._z_medians()
+                support, size = [net.h_s(z_hat)], len(streams[0])
+                for i, y_slice in enumerate(y.chunk(len(streams) - 1, dim=1)):
+                    scales, means = net.entropy_parameters[i](torch.cat(support, dim=1)).chunk(2, dim=1)
+                    symbols = torch.round(y_slice - means)
+                    indexes = net.gaussian_conditional.build_indexes(scales)
+                    size += len(entropy.encode(symbols.int().numpy(), indexes.numpy(), net.tables("y")))
+                    support.append(symbols + means)
+                y_hat_float = net._with_residual_prediction(support)
+                for y_hat, kind, nbytes in ((y_hat_float, "float", size), (y_hat_integer, "integer", None)):
+                    decoded = tiling.synthesis(net.g_s, net.ungained(y_hat, lmbda), *reference.shape[:2])
+                    nbytes = nbytes if nbytes is not None else sum(len(stream) for stream in streams)
+                    sums[f"bpp_{kind}"] += bits_per_pixel(nbytes, *reference.shape[:2]) / len(images)
+                    sums[f"psnr_{kind}"] += psnr(reference, decoded) / len(images)
+            result["lambda"].append(lmbda)
+            for key, value in sums.items():
+                result[key].append(value)
+    if len(result["lambda"]) > 1:
+        result["bd_rate_integer_vs_float_percent"] = bd_rate(
+            result["bpp_float"], result["psnr_float"], result["bpp_integer"], result["psnr_integer"]
+        )
+    return result
+
+
 def tiling_cost(images: list[Path], model: str) -> dict:
     """Mean bpp/PSNR per rate point with default and with small tiles, through codec.encode/decode."""
     result: dict = {"tile_default": tiling.TILE, "tile_small": SMALL_TILE, "lambda": []}
     for key in ("bpp_default", "psnr_default", "bpp_small", "psnr_small"):
         result[key] = []
-    for point in tqdm(weights.rate_points(model), desc=f"tiling {model}", file=sys.stderr):
-        result["lambda"].append(point.lmbda)
+    settings = [lmbda for point in coded_points(model) for lmbda in settings_of(point)]
+    for lmbda in tqdm(settings, desc=f"tiling {model}", file=sys.stderr):
+        result["lambda"].append(lmbda)
         for tile, suffix in ((tiling.TILE, "default"), (SMALL_TILE, "small")):
             bpps, psnrs = [], []
             for path in images:
                 reference = np.asarray(Image.open(path).convert("RGB"))
-                data = codec.encode(reference, quality=quality_for(point), model=model, tile=tile)
+                data = codec.encode(reference, quality=quality_for_lambda(lmbda), model=model, tile=tile)
                 decoded = np.asarray(codec.decode(data, tile=tile))
                 bpps.append(bits_per_pixel(len(data), *reference.shape[:2]))
                 psnrs.append(psnr(reference, decoded))
@@ -113,11 +158,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     images = kodak_images(args.data, args.limit)
+    models = sorted({point.model for point in weights.rate_points()})
     report = {
         "images": len(images),
         "integer_path": integer_path_cost(images),
-        "tiling": {model: tiling_cost(images, model) for model in ("bmshj2018-factorized", "bmshj2018-hyperprior")},
+        "tiling": {model: tiling_cost(images, model) for model in models},
     }
+    if "minnen2020-channelwise" in models:
+        report["integer_path_channelwise"] = channelwise_integer_path_cost(images)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness-costs.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps(report, indent=1))
