@@ -31,10 +31,12 @@ The same code quantizes the channel-wise model's entropy-parameter networks
 (codec/models/channelwise.py), whose input is already fixed-point (`run`): the
 h_s output and the decoded slices.
 
-The network runs on the CPU whatever the model's device: it sees only the
-hyper-latent (1/64 of the image side), so it is cheap, and CPU float64
-convolution is plain multiply–add (no Winograd or FFT algorithms that would
-introduce non-integer intermediates).
+The networks run on the CPU whatever the model's device: they work at 1/64
+(h_s input) to 1/16 (slice networks) of the image side, so they are cheap next
+to the transforms, and CPU float64 convolution is plain multiply–add (no
+Winograd or FFT algorithms that would introduce non-integer intermediates).
+Each layer runs in bands of rows (`BAND_ROWS`), so huge images never unfold a
+whole float64 activation at once; the integers are the same either way.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class IntegerSynthesis(nn.Module):
                 raise ValueError(f"layer {i} has fan-in {fan_in}: its sums could exceed 2^53 and lose exactness")
             shift = WEIGHT_BITS - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
             setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
-            bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(weight.shape[1])
+            out_channels = weight.shape[1] if isinstance(conv, nn.ConvTranspose2d) else weight.shape[0]
+            bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(out_channels)
             setattr(net, f"bias{i}", torch.round(bias * 2.0 ** (FRACTION_BITS + shift)).long())
             setattr(net, f"shift{i}", torch.tensor(shift, dtype=torch.int64))
             transposed = isinstance(conv, nn.ConvTranspose2d)
@@ -125,7 +128,8 @@ class IntegerSynthesis(nn.Module):
         a = a.detach().cpu().double().clamp(-_LIMIT, _LIMIT)
         for i, (transposed, stride, padding, output_padding, relu) in enumerate(self.layer_kinds.tolist()):
             kernel = getattr(self, f"weight{i}").shape[-1]
-            same = padding == kernel // 2 and (output_padding == stride - 1 if transposed else stride == 1)
+            same = kernel % 2 == 1 and padding == kernel // 2
+            same = same and (output_padding == stride - 1 if transposed else stride == 1)
             a = _in_bands(
                 functools.partial(self._layer, i), a, (stride if transposed else 1) if same else 0, kernel // 2
             )

@@ -118,6 +118,8 @@ def _load_cached(
         raise WeightsError(f"weights file {path} does not match the SHA-256 in its model card")
     net = ARCHITECTURES[model](N, M, lambdas)
     net.load_weights(load_file(str(path)))
+    if not net.integer_networks_ready():
+        raise WeightsError(f"weights file {path} lacks the integer networks {model} codes with (re-export it)")
     return net.to(device).eval()
 
 

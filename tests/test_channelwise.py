@@ -1,12 +1,16 @@
 """The channel-wise autoregressive model (minnen2020-channelwise): round trips, slices, determinism, training."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import codec
 from codec import api, container, integer, tiling, weights
+from codec.errors import WeightsError
 from codec.image import pad
 from codec.integer import FRACTION_BITS
 from codec.models import PAD_MULTIPLE
@@ -83,12 +87,21 @@ def test_encoding_and_decoding_do_not_depend_on_the_thread_count(tiny_weights):
     np.testing.assert_array_equal(decoded_1, decoded_2)
 
 
-def test_training_starts_from_a_hyperprior_and_exports_a_model_that_codes(tmp_path, monkeypatch, tiny_weights_dir):
+@pytest.mark.parametrize(
+    ("parent", "taken"),
+    [
+        ("bmshj2018-hyperprior", ["entropy_bottleneck", "g_a", "g_s", "gaussian_conditional", "h_a"]),
+        ("mbt2018-mean", ["entropy_bottleneck", "g_a", "g_s", "gaussian_conditional", "h_a", "h_s"]),
+    ],
+)
+def test_training_starts_from_a_parent_model_and_exports_a_model_that_codes(
+    tmp_path, monkeypatch, tiny_weights_dir, parent, taken
+):
     data = tmp_path / "data"
     data.mkdir()
     for i in range(3):
         Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
-    init = tiny_weights_dir / "bmshj2018-hyperprior-lambda0.004.safetensors"
+    init = tiny_weights_dir / f"{parent}-lambda0.004.safetensors"
     train_main(
         [
             f"--arch={MODEL}",
@@ -106,5 +119,16 @@ def test_training_starts_from_a_hyperprior_and_exports_a_model_that_codes(tmp_pa
     )
     monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path / "export"))
     point = api.select_rate_point(MODEL, 50)
-    assert "g_a" in point.card["training"]["initialized_from"]["partial"]
+    assert point.card["training"]["initialized_from"]["partial"] == taken
     assert codec.decode(codec.encode(synthetic_image(40, 50), model=MODEL)).size == (50, 40)
+
+
+def test_weights_without_integer_networks_are_a_clear_weights_error(tiny_weights_dir, tmp_path, monkeypatch):
+    point = weights.rate_points(MODEL, tiny_weights_dir)[0]
+    state = {k: v for k, v in load_file(point.weights_path).items() if not k.startswith("entropy_parameters_integer")}
+    save_file(state, tmp_path / point.weights_path.name)
+    card = {**point.card, "sha256": weights.sha256_of(tmp_path / point.weights_path.name)}
+    (tmp_path / point.card_path.name).write_text(json.dumps(card))
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path))
+    with pytest.raises(WeightsError, match="integer networks"):
+        codec.encode(natural_image(32, 32), model=MODEL)

@@ -32,18 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from codec import weights
 from codec.models import ARCHITECTURES
 from train import checkpoint, validate
 from train.data import ImageFolder
-
-
-def _fits(own: torch.Tensor | None, value: torch.Tensor) -> bool:
-    """Whether a tensor of an init file fits the model (CDF tables and integer networks, built at
-    export, are empty in a model that is yet to be trained)."""
-    return own is not None and (own.shape == value.shape or own.numel() == 0)
 
 
 def default_train_data() -> str:
@@ -113,6 +108,32 @@ def describe_init(path: str) -> dict | None:
         "steps": training.get("total_steps", training.get("steps")),
         "hours": training.get("total_hours", training.get("hours")),
     }
+
+
+def initialize_from(model, path: str) -> list[str] | None:
+    """Load starting weights. A file of the same architecture loads whole (a fixed-rate one into a
+    variable-rate model leaves the gain units fresh). From another architecture, as named by its
+    card, every top-level module whose tensors all match is taken, e.g. g_a, g_s and the entropy
+    bottleneck of a hyperprior for the channel-wise model; returns their names."""
+    initial = load_file(path)
+    card_path = Path(path).with_suffix(".json")
+    source = json.loads(card_path.read_text()).get("model") if card_path.is_file() else None
+    own = model.state_dict()
+    if source in (None, model.name):
+        fresh_gains = {k: v for k, v in own.items() if k.startswith("gain_units.")}
+        model.load_weights({**fresh_gains, **initial})
+        return None
+    taken: dict[str, torch.Tensor] = {}
+    modules = []
+    for name, _ in model.named_children():
+        keys = [k for k in own if k.startswith(f"{name}.") and own[k].numel()]  # empty: built at export
+        if keys and all(k in initial and initial[k].shape == own[k].shape for k in keys):
+            taken |= {k: initial[k] for k in keys}
+            modules.append(name)
+    if not modules:
+        raise SystemExit(f"train: {path} ({source}) has no module that fits {model.name}")
+    model.load_state_dict(taken, strict=False)
+    return sorted(modules)
 
 
 def parse_overrides(config: Config, argv: list[str]) -> Config:
@@ -189,19 +210,11 @@ def main(argv: list[str]) -> None:
         step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator)
         print(f"train: resumed from {ckpt_path} at step {step}", file=sys.stderr)
     elif config.init:
-        from safetensors.torch import load_file
-
-        initial = load_file(config.init)
-        own = model.state_dict()
-        if all(_fits(own.get(key), value) for key, value in initial.items()):
-            fresh_gains = {k: v for k, v in own.items() if k.startswith("gain_units.")}
-            model.load_weights({**fresh_gains, **initial})  # a fixed-rate init gets fresh gain units
-        else:  # another architecture: take the tensors whose names and shapes match, e.g. g_a and g_s
-            shared = {k: v for k, v in initial.items() if k in own and own[k].shape == v.shape}
-            model.load_state_dict(shared, strict=False)
-            extra["init"] = {**(extra["init"] or {}), "partial": sorted({k.split(".")[0] for k in shared})}
-            print(f"train: {config.init} is another architecture: {len(shared)} of {len(own)} tensors "
-                  f"initialized from it ({', '.join(extra['init']['partial'])})", file=sys.stderr)  # fmt: skip
+        partial = initialize_from(model, config.init)
+        if partial:
+            extra["init"] = {**(extra["init"] or {}), "partial": partial}
+            print(f"train: {config.init} is another architecture: initialized {', '.join(partial)} from it",
+                  file=sys.stderr)  # fmt: skip
     model.to(config.device, memory_format=memory_format).train()
     if config.compile:
         for transform in ("g_a", "g_s", "h_a", "h_s"):

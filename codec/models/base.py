@@ -134,6 +134,10 @@ class LatentCodecModel(nn.Module):
             )
         return self._tables[stream]
 
+    def integer_networks_ready(self) -> bool:
+        """Whether the integer networks that coding needs are present (models without any: True)."""
+        return True
+
     def load_weights(self, state: dict[str, Tensor]) -> None:
         """Load a state dict that includes the CDF tables and integer networks (whose sizes vary).
 

@@ -42,8 +42,9 @@ Changes from the paper, and why:
   and the container has at most 8 streams).
 
 Training uses additive noise for the rate terms and straight-through rounding
-for the ŷ that feeds later slices, LRP and g_s (as the paper does), so the
-decoder side sees the values it will see when coding.
+for the ŷ that feeds later slices, LRP and g_s (as the paper does), so those
+networks train on the rounded values they see when coding (h_s still sees the
+noisy ẑ of the factorized bottleneck, as in the other models).
 
 The streams are sent in decoding order: z, then the slices y0 … y3.
 """
@@ -116,11 +117,12 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         decoded, y_hat, likelihoods = [], [], []
         for i, y_slice in enumerate(y.chunk(NUM_SLICES, dim=1)):
             scales, means = self.entropy_parameters[i](torch.cat([hyper, *decoded], dim=1)).chunk(2, dim=1)
-            with full_precision(y):
-                _, slice_likelihoods = self.gaussian_conditional(y_slice.float(), scales.float(), means=means.float())
+            with full_precision(y):  # ŷ too: in bf16, round(y − μ) + μ would not be the decoder's value
+                y_slice, scales, means = y_slice.float(), scales.float(), means.float()
+                _, slice_likelihoods = self.gaussian_conditional(y_slice, scales, means=means)
+                decoded.append(quantize_ste(y_slice - means) + means)
             likelihoods.append(slice_likelihoods)
-            decoded.append(quantize_ste(y_slice - means) + means)
-            y_hat.append(decoded[-1] + self._lrp(i, [hyper, *decoded]))
+            y_hat.append(decoded[-1] + self._lrp(i, [hyper, *decoded]).float())
         x_hat = self.g_s(self.ungained(torch.cat(y_hat, dim=1), lmbda))
         return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
 
@@ -131,9 +133,12 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             IntegerSynthesis.quantize(network) for network in self.entropy_parameters
         )
 
+    def integer_networks_ready(self) -> bool:
+        return self.h_s_integer.ready and all(net.ready for net in self.entropy_parameters_integer)
+
     def _hyper(self, z_symbols: Tensor) -> Tensor:
         """The fixed-point h_s output (scales, then means) from the integer network."""
-        if not (self.h_s_integer.ready and all(net.ready for net in self.entropy_parameters_integer)):
+        if not self.integer_networks_ready():
             raise RuntimeError("model has no integer entropy-parameter networks: export it with update_tables()")
         return self.h_s_integer(z_symbols)
 

@@ -67,6 +67,9 @@ class MeanScaleHyperprior(ScaleHyperprior):
             y_hat, y_likelihoods = self.gaussian_conditional(y.float(), scales.float(), means=means.float())
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
+    def integer_networks_ready(self) -> bool:
+        return self.h_s_integer.ready  # the means need it: there is no float fallback
+
     def _y_parameters(self, z_symbols: Tensor) -> tuple[Tensor, Tensor]:
         """CDF index and mean of every element of y, both from the integer-exact h_s."""
         if not self.h_s_integer.ready:
