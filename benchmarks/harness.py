@@ -243,10 +243,21 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def update_model_cards(curves: list[Curve]) -> None:
-    """Write each rate point's Kodak means (all 24 images) into its model card."""
+def update_model_cards(curves: list[Curve], summary: dict) -> None:
+    """Write each rate point's Kodak means (all 24 images) into its model card, and the BD-rates and
+    PSNR at fixed rates of the model's whole curve, from the same run."""
     for point in weights.rate_points():
         ours = [r for c in curves if c.name == f"aecodec {point.model}" for r in c.rows]
+        entry = summary["codecs"].get(f"aecodec {point.model}")
+        if entry and len({r["image"] for r in ours}) == 24:
+            weights.update_card(
+                point.card_path,
+                kodak_curve={
+                    "what": "the model's Kodak curve (all its installed rate points), measured by aecodec bench",
+                    "psnr_at_bpp": {k: None if v is None else round(v, 3) for k, v in entry["psnr_at_bpp"].items()},
+                    "bd_rate_percent": {k: round(v, 2) for k, v in entry["bd_rate_percent"].items() if v is not None},
+                },
+            )
         if point.variable_rate:
             per_setting = [[r for r in ours if r["setting"] == lmbda] for lmbda in settings_of(point)]
             if all(len(rows) == 24 for rows in per_setting):
@@ -379,7 +390,7 @@ def run(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if update_cards:
-        update_model_cards(curves)
+        update_model_cards(curves, summary)
     return summary
 
 

@@ -308,6 +308,7 @@ def main(argv: list[str]) -> None:
                 "batch": config.batch,
                 "hardware": describe_hardware(config.device),
                 "hours": round(extra["seconds"] / 3600, 3),
+                "images_per_second": round(extra["images_seen"] / max(extra["seconds"], 1e-9), 2),
                 "initialized_from": init,
                 "config": dataclasses.asdict(config),
             }
