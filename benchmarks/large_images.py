@@ -27,7 +27,7 @@ from benchmarks.data import REPO, default_kodak, kodak_images
 from benchmarks.harness import _cpu_name
 
 SIZES = {"4K (3840x2160)": (2160, 3840), "8K (8000x8000)": (8000, 8000)}
-MODELS = ("bmshj2018-factorized", "bmshj2018-hyperprior")
+MODELS = ("bmshj2018-factorized", "bmshj2018-hyperprior", "minnen2020-channelwise")
 
 
 def mosaic(images: list[Path], height: int, width: int) -> np.ndarray:
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=default_kodak(), help="Kodak folder")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default %(default)s)")
     args = parser.parse_args(argv)
     images = kodak_images(args.data)
     report: dict = {"cpu": _cpu_name(), "device": args.device, "results": {}}
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, (height, width) in SIZES.items():
             path = Path(tmp) / f"{height}x{width}.png"
             Image.fromarray(mosaic(images, height, width)).save(path, compress_level=1)
-            for model in MODELS:
+            for model in args.models.split(","):
                 result = memory.peak_memory("ours", model, path, args.device, timeout=1800)
                 result["bpp"] = 8 * result["bytes"] / (height * width) if "bytes" in result else None
                 report["results"][f"{model} {label}"] = result

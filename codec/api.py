@@ -37,7 +37,7 @@ from codec.image import ImageLike, pad, to_array, to_image
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
-DEFAULT_MODEL = "bmshj2018-hyperprior"
+DEFAULT_MODEL = "minnen2020-channelwise"
 DEFAULT_QUALITY = 75
 LAMBDA_MIN, LAMBDA_MAX = 0.0018, 0.18
 

@@ -130,7 +130,7 @@ def test_weights_that_do_not_match_their_card_are_refused(tiny_weights_dir, tmp_
     weights._load_cached.cache_clear()
     with pytest.raises(codec.WeightsError, match="SHA-256"):
         for q in (1, 100):
-            codec.encode(synthetic_image(8, 8), quality=q)
+            codec.encode(synthetic_image(8, 8), quality=q, model="bmshj2018-hyperprior")
 
 
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG", "WEBP", "TIFF", "BMP", "PPM"])

@@ -41,9 +41,12 @@ def hyper_latent(net, image: np.ndarray) -> torch.Tensor:
         return torch.round(net.h_a(y.abs()) - net._z_medians())
 
 
-def test_shipped_hyperprior_codes_with_the_integer_network(shipped):
-    for point in weights.rate_points(HYPERPRIOR):
-        assert weights.load(point).h_s_integer.ready, point.lmbda
+@pytest.mark.parametrize("model", [HYPERPRIOR, "minnen2020-channelwise"])
+def test_shipped_models_with_a_hyperprior_code_with_integer_networks(shipped, model):
+    points = weights.rate_points(model)
+    assert points
+    for point in points:
+        assert weights.load(point).integer_networks_ready(), point.weights_path.name
 
 
 def test_encode_with_one_thread_decode_with_two_and_the_reverse_give_the_same_image(shipped, threads):
