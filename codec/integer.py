@@ -36,7 +36,8 @@ The networks run on the CPU whatever the model's device: they work at 1/64
 to the transforms, and CPU float64 convolution is plain multiply–add (no
 Winograd or FFT algorithms that would introduce non-integer intermediates).
 Each layer runs in bands of rows (`BAND_ROWS`), so huge images never unfold a
-whole float64 activation at once; the integers are the same either way.
+whole float64 activation at once, and a network of 'same' convolutions runs
+whole bands at a time (`run_concatenated`); the integers are the same either way.
 """
 
 from __future__ import annotations
@@ -136,6 +137,29 @@ class IntegerSynthesis(nn.Module):
             a = torch.floor(a / 2.0 ** int(getattr(self, f"shift{i}")))
             a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
+
+    def run_concatenated(self, parts: list[Tensor], band_rows: int = BAND_ROWS) -> Tensor:
+        """`run` on the channel concatenation of `parts`, band by band of rows when the network allows it.
+
+        A network of stride-1 'same' convolutions only (the channel-wise slice
+        networks) sees `margin` rows either side of a row; each band is run on
+        its rows plus that margin, and the kept rows are the same exact integers
+        as in one piece. Memory is one band of the concatenation instead of the
+        whole of it (gigabytes of float64 at 8000×8000 pixels).
+        """
+        margin = 0
+        for i, (transposed, stride, padding, _, _) in enumerate(self.layer_kinds.tolist()):
+            kernel = getattr(self, f"weight{i}").shape[-1]
+            if transposed or stride != 1 or kernel % 2 == 0 or padding != kernel // 2:
+                return self.run(torch.cat(parts, dim=1))
+            margin += kernel // 2
+        rows = parts[0].shape[2]
+        bands = []
+        for top in range(0, rows, band_rows):
+            start, stop = max(top - margin, 0), min(top + band_rows + margin, rows)
+            out = self.run(torch.cat([p[:, :, start:stop] for p in parts], dim=1))
+            bands.append(out[:, :, top - start : top - start + min(band_rows, rows - top)])
+        return torch.cat(bands, dim=2)
 
     def _layer(self, i: int, a: Tensor) -> Tensor:
         """Layer i's integer weighted sum (before its power-of-two rescaling)."""

@@ -144,7 +144,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
 
     def _slice_parameters(self, i: int, support: list[Tensor]) -> tuple[Tensor, Tensor]:
         """CDF indexes and fixed-point means of slice i from the fixed-point support."""
-        scales, means = self.entropy_parameters_integer[i].run(torch.cat(support, dim=1)).chunk(2, dim=1)
+        scales, means = self.entropy_parameters_integer[i].run_concatenated(support).chunk(2, dim=1)
         return self.h_s_integer.indexes_of(scales), means
 
     @torch.no_grad()
@@ -157,9 +157,9 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
                 z_symbols.int().cpu().numpy(), channel_indexes(*z.shape[1:]).numpy(), self.tables("z"), coder
             )
         ]
-        for i, y_slice in enumerate(y.cpu().double().chunk(NUM_SLICES, dim=1)):
+        for i, y_slice in enumerate(y.cpu().chunk(NUM_SLICES, dim=1)):
             indexes, means = self._slice_parameters(i, support)
-            symbols = torch.round(y_slice - means / _ONE)
+            symbols = torch.round(y_slice.double() - means / _ONE)
             streams.append(entropy.encode(symbols.int().numpy(), indexes.numpy(), self.tables("y"), coder))
             support.append(symbols * _ONE + means)
         return streams
@@ -176,7 +176,10 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             indexes, means = self._slice_parameters(i, support)
             symbols = entropy.decode(stream, indexes.numpy(), self.tables("y"), coder, terminated)
             support.append(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]).double() * _ONE + means)
-        return self._with_residual_prediction([(a / _ONE).float() for a in support])
+        for k, fixed_point in enumerate(support):  # in place: each float64 tensor is freed once converted
+            support[k] = (fixed_point / _ONE).float()
+        del fixed_point
+        return self._with_residual_prediction(support)
 
     def _with_residual_prediction(self, support: list[Tensor]) -> Tensor:
         """ŷ for synthesis: each decoded slice plus its LRP, in float (native kernels: thread-count invariant)."""
