@@ -317,11 +317,13 @@ def run_models(args: argparse.Namespace) -> None:
         if not kodak:
             measured = "not measured"
         elif point.variable_rate:
-            measured = f"Kodak {min(kodak['bpp']):.3f}..{max(kodak['bpp']):.3f} bpp, {len(kodak['bpp'])} points"
+            bpp, psnr = kodak["bpp"], kodak["psnr"]
+            measured = f"Kodak {min(bpp):.3f}..{max(bpp):.3f} bpp, {min(psnr):.2f}..{max(psnr):.2f} dB"
         else:
             measured = f"Kodak {kodak['bpp']:.3f} bpp, {kodak['psnr']:.2f} dB"
         rate = f"{point.lambdas[0]:g}..{point.lambdas[-1]:g}" if point.variable_rate else f"{point.lmbda:g}"
-        print(f"{point.model:<24} λ={rate:<12} N={point.card['N']:<4} M={point.card['M']:<4} {measured}")
+        default = "  (default)" if point.model == api.DEFAULT_MODEL else ""
+        print(f"{point.model:<24} λ={rate:<15} N={point.card['N']:<4} M={point.card['M']:<4} {measured}{default}")
 
 
 def run_bench(args: argparse.Namespace) -> None:

@@ -106,3 +106,14 @@ def test_eval_prints_bpp_and_psnr(tiny_weights_dir, png):
     assert result.returncode == 0, result.stderr
     row = result.stdout.decode().splitlines()[-1].split()
     assert row[0] == "in.png" and float(row[3]) > 0 and np.isfinite(float(row[4]))
+
+
+def test_models_lists_the_shipped_rate_points_and_marks_the_default_model():
+    from codec import api, weights
+
+    result = aecodec("models", env_weights=weights.DEFAULT_WEIGHTS_DIR)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert len(lines) == len(weights.rate_points(directory=weights.DEFAULT_WEIGHTS_DIR))
+    marked = [line for line in lines if line.endswith("(default)")]
+    assert marked and all(line.startswith(api.DEFAULT_MODEL + " ") for line in marked)
