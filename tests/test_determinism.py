@@ -11,7 +11,7 @@ import codec
 from codec import api, integer, tiling, weights
 from codec.image import pad
 from codec.integer import FRACTION_BITS
-from codec.models import PAD_MULTIPLE
+from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from tests.conftest import natural_image
 
 SHIPPED = weights.DEFAULT_WEIGHTS_DIR
@@ -154,3 +154,22 @@ def test_a_file_encoded_in_small_tiles_decodes_in_large_ones(tiny_weights):
     small = np.asarray(codec.decode(codec.encode(image, tile=64), tile=64)).astype(int)
     large = np.asarray(codec.decode(codec.encode(image, tile=64))).astype(int)
     assert small.shape == image.shape and np.abs(small - large).max() <= 1
+
+
+def test_cross_device_check_finds_every_file_decoding_identically_on_cpu_and_cpu(tiny_weights, tmp_path):
+    import json
+
+    from PIL import Image
+
+    from benchmarks import cross_device
+
+    for i in range(2):
+        Image.fromarray(natural_image(64, 96)[:, :: 1 - 2 * i]).save(tmp_path / f"kodim0{i + 1}.png")
+    with pytest.raises(SystemExit) as exit_:
+        cross_device.main(["--data", str(tmp_path), "--devices", "cpu,cpu", "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 0
+    report = json.loads((tmp_path / "out" / "cross-device.json").read_text())
+    assert report["images"] == 2 and set(report["models"]) == set(ARCHITECTURES)
+    for result in report["models"].values():
+        assert result["files"] == result["decoded_everywhere"] == 4 and not result["errors"]
+        assert result["files_identical_across_encoders"] == 2 and result["max_pixel_difference"] == 0
