@@ -28,7 +28,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -41,8 +43,11 @@ from codec import api, weights
 from codec.errors import FormatError
 from codec.metrics import psnr
 
+T = TypeVar("T")
 
-def timed(function, *args, **kwargs):
+
+def timed(function: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """`function`'s result and its wall time in seconds."""
     start = time.perf_counter()
     result = function(*args, **kwargs)
     return result, time.perf_counter() - start
@@ -63,13 +68,15 @@ def compare_model(model: str, images: list[np.ndarray], devices: list[str]) -> d
         for encoder, data in files:
             report["files"] += 1
             decoded = []
-            try:
-                for device in devices:
+            for device in devices:
+                try:
                     image, seconds = timed(codec.decode, data, device=device)
-                    decoded.append(np.asarray(image))
-                    times[device]["decode_s"].append(seconds)
-            except FormatError as error:
-                report["errors"].append(f"image {index}, encoded on {encoder}: {error}")
+                except FormatError as error:
+                    report["errors"].append(f"image {index}, encoded on {encoder}, decoded on {device}: {error}")
+                    continue
+                decoded.append(np.asarray(image))
+                times[device]["decode_s"].append(seconds)
+            if len(decoded) < len(devices):
                 continue
             report["decoded_everywhere"] += 1
             first, *others = decoded

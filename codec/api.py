@@ -56,7 +56,9 @@ def select_rate_point(model: str, quality: float) -> weights.RatePoint:
         raise WeightsError(f"unknown model {model!r}; known models: {', '.join(ARCHITECTURES)}")
     points = weights.rate_points(model)
     if not points:
-        raise WeightsError(f"no weights for model {model!r} in {weights.weights_dir()}")
+        installed = sorted({p.model for p in weights.rate_points()})
+        hint = f"; installed models: {', '.join(installed)}" if installed else ""
+        raise WeightsError(f"no weights for model {model!r} in {weights.weights_dir()}{hint}")
     variable = [p for p in points if p.variable_rate]
     if variable:
         return variable[0]

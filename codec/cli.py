@@ -317,8 +317,8 @@ def run_models(args: argparse.Namespace) -> None:
         if not kodak:
             measured = "not measured"
         elif point.variable_rate:
-            bpp, psnr = kodak["bpp"], kodak["psnr"]
-            measured = f"Kodak {min(bpp):.3f}..{max(bpp):.3f} bpp, {min(psnr):.2f}..{max(psnr):.2f} dB"
+            bpps, psnrs = kodak["bpp"], kodak["psnr"]
+            measured = f"Kodak {min(bpps):.3f}..{max(bpps):.3f} bpp, {min(psnrs):.2f}..{max(psnrs):.2f} dB"
         else:
             measured = f"Kodak {kodak['bpp']:.3f} bpp, {kodak['psnr']:.2f} dB"
         rate = f"{point.lambdas[0]:g}..{point.lambdas[-1]:g}" if point.variable_rate else f"{point.lmbda:g}"

@@ -138,7 +138,7 @@ class IntegerSynthesis(nn.Module):
             a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
 
-    def run_concatenated(self, parts: list[Tensor], band_rows: int = BAND_ROWS) -> Tensor:
+    def run_concatenated(self, parts: list[Tensor], band_rows: int | None = None) -> Tensor:
         """`run` on the channel concatenation of `parts`, band by band of rows when the network allows it.
 
         A network of stride-1 'same' convolutions only (the channel-wise slice
@@ -149,11 +149,14 @@ class IntegerSynthesis(nn.Module):
         """
         margin = 0
         for i, (transposed, stride, padding, _, _) in enumerate(self.layer_kinds.tolist()):
-            kernel = getattr(self, f"weight{i}").shape[-1]
+            kernel = getattr(self, f"weight{i}").shape[-2]  # rows are banded: the kernel's height
             if transposed or stride != 1 or kernel % 2 == 0 or padding != kernel // 2:
                 return self.run(torch.cat(parts, dim=1))
             margin += kernel // 2
         rows = parts[0].shape[2]
+        band_rows = band_rows or max(1, BAND_ROWS - 2 * margin)  # a band plus its margin: one piece per layer
+        if rows <= band_rows + 2 * margin:
+            return self.run(torch.cat(parts, dim=1))
         bands = []
         for top in range(0, rows, band_rows):
             start, stop = max(top - margin, 0), min(top + band_rows + margin, rows)

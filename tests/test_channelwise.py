@@ -69,6 +69,7 @@ def test_slice_networks_give_the_same_integers_in_row_bands_as_in_one_piece(tiny
     monkeypatch.setattr(integer, "BAND_ROWS", 5)
     assert torch.equal(net.entropy_parameters_integer[2].run(support), whole)
     parts = list(support.split([2 * net.M, net.slice_channels, net.slice_channels], dim=1))
+    assert torch.equal(net.entropy_parameters_integer[2].run_concatenated(parts), whole)  # BAND_ROWS = 5
     for band_rows in (1, 3, 7, 40, 64):
         assert torch.equal(net.entropy_parameters_integer[2].run_concatenated(parts, band_rows), whole), band_rows
 

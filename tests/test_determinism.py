@@ -49,12 +49,13 @@ def test_shipped_models_with_a_hyperprior_code_with_integer_networks(shipped, mo
         assert weights.load(point).integer_networks_ready(), point.weights_path.name
 
 
-def test_encode_with_one_thread_decode_with_two_and_the_reverse_give_the_same_image(shipped, threads):
+@pytest.mark.parametrize("model", [HYPERPRIOR, "minnen2020-channelwise"])
+def test_encode_with_one_thread_decode_with_two_and_the_reverse_give_the_same_image(shipped, threads, model):
     image = natural_image(200, 260)
     files, decoded = {}, {}
     for encode_threads, decode_threads in ((1, 2), (2, 1)):
         threads(encode_threads)
-        files[encode_threads] = codec.encode(image, quality=75)
+        files[encode_threads] = codec.encode(image, quality=75, model=model)
         threads(decode_threads)
         decoded[encode_threads] = np.asarray(codec.decode(files[encode_threads]))
     threads(2)
