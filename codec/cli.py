@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quality",
         type=float,
         default=None,
-        help=f"1..100, higher is better (default {api.DEFAULT_QUALITY})",
+        help=f"1..100, higher is better (default {api.DEFAULT_QUALITY}); its λ is clamped to the weights' trained range",
     )
     choice.add_argument("--model", default=api.DEFAULT_MODEL, choices=sorted(ARCHITECTURES), help="default %(default)s")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
