@@ -127,13 +127,9 @@ class IntegerSynthesis(nn.Module):
     def run(self, a: Tensor) -> Tensor:
         """The fixed-point output for a fixed-point input: float64 tensors holding integers (units of 2^-F)."""
         a = a.detach().cpu().double().clamp(-_LIMIT, _LIMIT)
-        for i, (transposed, stride, padding, output_padding, relu) in enumerate(self.layer_kinds.tolist()):
-            kernel = getattr(self, f"weight{i}").shape[-1]
-            same = kernel % 2 == 1 and padding == kernel // 2
-            same = same and (output_padding == stride - 1 if transposed else stride == 1)
-            a = _in_bands(
-                functools.partial(self._layer, i), a, (stride if transposed else 1) if same else 0, kernel // 2
-            )
+        for i, relu in enumerate(self.layer_kinds[:, 4].tolist()):
+            layer = functools.partial(self._layer_on_rows, i, a)
+            a = _in_bands(layer, a.shape[2], self._rows_per_input_row(i), self._margin(i))
             a = torch.floor(a / 2.0 ** int(getattr(self, f"shift{i}")))
             a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
@@ -141,28 +137,39 @@ class IntegerSynthesis(nn.Module):
     def run_concatenated(self, parts: list[Tensor], band_rows: int | None = None) -> Tensor:
         """`run` on the channel concatenation of `parts`, band by band of rows when the network allows it.
 
-        A network of stride-1 'same' convolutions only (the channel-wise slice
-        networks) sees `margin` rows either side of a row; each band is run on
-        its rows plus that margin, and the kept rows are the same exact integers
-        as in one piece. Memory is one band of the concatenation instead of the
-        whole of it (gigabytes of float64 at 8000×8000 pixels).
+        A network whose layers all keep the number of rows ('same' convolutions:
+        the channel-wise slice networks) sees `margin` rows either side of a row;
+        each band is run on its rows plus that margin, and the kept rows are the
+        same exact integers as in one piece. Memory is one band of the
+        concatenation instead of the whole of it (gigabytes of float64 at
+        8000×8000 pixels).
         """
-        margin = 0
-        for i, (transposed, stride, padding, _, _) in enumerate(self.layer_kinds.tolist()):
-            kernel = getattr(self, f"weight{i}").shape[-2]  # rows are banded: the kernel's height
-            if transposed or stride != 1 or kernel % 2 == 0 or padding != kernel // 2:
-                return self.run(torch.cat(parts, dim=1))
-            margin += kernel // 2
-        rows = parts[0].shape[2]
-        band_rows = band_rows or max(1, BAND_ROWS - 2 * margin)  # a band plus its margin: one piece per layer
-        if rows <= band_rows + 2 * margin:
+        layers = range(len(self.layer_kinds))
+        if any(self._rows_per_input_row(i) != 1 for i in layers):
             return self.run(torch.cat(parts, dim=1))
-        bands = []
-        for top in range(0, rows, band_rows):
-            start, stop = max(top - margin, 0), min(top + band_rows + margin, rows)
-            out = self.run(torch.cat([p[:, :, start:stop] for p in parts], dim=1))
-            bands.append(out[:, :, top - start : top - start + min(band_rows, rows - top)])
-        return torch.cat(bands, dim=2)
+        margin = sum(self._margin(i) for i in layers)
+        band_rows = band_rows or max(1, BAND_ROWS - 2 * margin)  # a band plus its margin: one piece per layer
+
+        def network_on_rows(start: int, stop: int) -> Tensor:
+            return self.run(torch.cat([p[:, :, start:stop] for p in parts], dim=1))
+
+        return _in_bands(network_on_rows, parts[0].shape[2], 1, margin, band_rows)
+
+    def _margin(self, i: int) -> int:
+        """Rows of context layer i needs on either side of a row: half its kernel's height."""
+        return getattr(self, f"weight{i}").shape[-2] // 2
+
+    def _rows_per_input_row(self, i: int) -> int:
+        """Output rows per input row of layer i if it can run in row bands, else 0: 'same'
+        convolutions (1) and transposed ones with output_padding = stride − 1 (stride)."""
+        transposed, stride, padding, output_padding, _ = self.layer_kinds[i].tolist()
+        kernel = getattr(self, f"weight{i}").shape[-2]
+        same = kernel % 2 == 1 and padding == kernel // 2
+        same = same and (output_padding == stride - 1 if transposed else stride == 1)
+        return (stride if transposed else 1) if same else 0
+
+    def _layer_on_rows(self, i: int, a: Tensor, start: int, stop: int) -> Tensor:
+        return self._layer(i, a[:, :, start:stop])
 
     def _layer(self, i: int, a: Tensor) -> Tensor:
         """Layer i's integer weighted sum (before its power-of-two rescaling)."""
@@ -182,8 +189,11 @@ class IntegerSynthesis(nn.Module):
         return torch.bucketize(scales, self.thresholds.cpu().double(), right=False).int()
 
 
-def _in_bands(layer: Callable[[Tensor], Tensor], a: Tensor, upsampling: int, margin: int) -> Tensor:
-    """`layer` applied to `a` in bands of `BAND_ROWS` input rows, each with `margin` rows of context.
+def _in_bands(
+    layer: Callable[[int, int], Tensor], rows: int, upsampling: int, margin: int, band_rows: int | None = None
+) -> Tensor:
+    """`layer(start, stop)`, a layer applied to input rows start..stop, over all `rows` in bands of
+    `band_rows` (default `BAND_ROWS`) input rows, each with `margin` rows of context.
 
     Float64 convolution unfolds its input (im2col): for an 8000-pixel-wide image
     that buffer alone would take gigabytes. A layer whose output has exactly
@@ -192,13 +202,13 @@ def _in_bands(layer: Callable[[Tensor], Tensor], a: Tensor, upsampling: int, mar
     its kernel, so each kept output is the same exact integer sum as in one
     piece. Other layers (`upsampling` = 0) run in one piece.
     """
-    rows = a.shape[2]
-    if not upsampling or rows <= BAND_ROWS + 2 * margin:
-        return layer(a)
+    band_rows = band_rows or BAND_ROWS
+    if not upsampling or rows <= band_rows + 2 * margin:
+        return layer(0, rows)
     bands = []
-    for top in range(0, rows, BAND_ROWS):
-        start, stop = max(top - margin, 0), min(top + BAND_ROWS + margin, rows)
-        out = layer(a[:, :, start:stop])
+    for top in range(0, rows, band_rows):
+        start, stop = max(top - margin, 0), min(top + band_rows + margin, rows)
+        out = layer(start, stop)
         keep = (top - start) * upsampling
-        bands.append(out[:, :, keep : keep + (min(top + BAND_ROWS, rows) - top) * upsampling])
+        bands.append(out[:, :, keep : keep + (min(top + band_rows, rows) - top) * upsampling])
     return torch.cat(bands, dim=2)
