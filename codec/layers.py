@@ -104,3 +104,18 @@ class GainUnits(nn.Module):
     def inverse_gain(self, lmbda: float) -> Tensor:
         """(1, C, 1, 1) decoder gain for rate parameter λ."""
         return self._interpolate(self.log_inverse_gain, lmbda)
+
+    @torch.no_grad()
+    def resampled(self, lambdas: tuple[float, ...]) -> GainUnits:
+        """Gain units for other λ levels, started from these trained ones: a level inside the
+        trained range takes the interpolated gains; one outside continues from the nearest end
+        with slope ±1/2 in log λ, the quantization-step rule that also sets the initial gains.
+        Used to widen the rate range of a trained model before fine-tuning it."""
+        units = GainUnits(self.log_gain.shape[1], lambdas)
+        low, high = self.lambdas[0], self.lambdas[-1]
+        for k, lmbda in enumerate(lambdas):
+            edge = min(max(lmbda, low), high)
+            shift = 0.5 * (math.log(lmbda) - math.log(edge))
+            units.log_gain[k] = self.gain(edge).log().flatten() + shift
+            units.log_inverse_gain[k] = self.inverse_gain(edge).log().flatten() - shift
+        return units.to(self.log_gain.device)

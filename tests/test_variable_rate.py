@@ -17,6 +17,7 @@ from codec.layers import GainUnits
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES
 from tests.conftest import natural_image, synthetic_image
+from train.train import initialize_from
 from train.train import main as train_main
 
 LEVELS = (0.0018, 0.0067, 0.025, 0.18)
@@ -47,6 +48,34 @@ def test_gains_match_each_level_and_interpolate_in_the_log_domain():
     assert torch.equal(units.gain(1e-6), units.gain(0.0018)) and torch.equal(units.gain(9.0), units.gain(0.18))
     with pytest.raises(ValueError):
         GainUnits(3, (0.01, 0.005))
+
+
+def test_resampled_gains_keep_trained_levels_and_extend_with_the_square_root_rule():
+    units = GainUnits(3, LEVELS[:3])
+    with torch.no_grad():
+        units.log_gain.copy_(torch.randn(3, 3))
+        units.log_inverse_gain.copy_(torch.randn(3, 3))
+    wider = units.resampled((0.0009, *LEVELS[:3], 0.1, 0.18))
+    for lmbda in (*LEVELS[:3], math.sqrt(0.0018 * 0.0067)):
+        assert torch.allclose(wider.gain(lmbda), units.gain(lmbda), rtol=1e-5)
+        assert torch.allclose(wider.inverse_gain(lmbda), units.inverse_gain(lmbda), rtol=1e-5)
+    assert torch.allclose(wider.gain(0.18), units.gain(0.025) * math.sqrt(0.18 / 0.025), rtol=1e-5)
+    assert torch.allclose(wider.inverse_gain(0.18), units.inverse_gain(0.025) / math.sqrt(0.18 / 0.025), rtol=1e-5)
+    assert torch.allclose(wider.gain(0.0009), units.gain(0.0018) * math.sqrt(0.5), rtol=1e-5)
+
+
+def test_fine_tuning_for_more_levels_starts_from_the_trained_gains(tmp_path):
+    torch.manual_seed(0)
+    narrow = ARCHITECTURES["bmshj2018-hyperprior"](8, 12, LEVELS[:3])
+    with torch.no_grad():
+        narrow.gain_units.log_gain.add_(torch.randn(3, 12))
+    weights.export(narrow, None, tmp_path, {"training": {"note": "untrained test model"}})
+    (path,) = tmp_path.glob("*.safetensors")
+    wide = ARCHITECTURES["bmshj2018-hyperprior"](8, 12, LEVELS)
+    assert initialize_from(wide, str(path)) is None
+    assert wide.lambdas == LEVELS
+    assert torch.allclose(wide.gain_units.gain(0.0067), narrow.gain_units.gain(0.0067), rtol=1e-5)
+    assert torch.equal(wide.g_a[0].weight, narrow.g_a[0].weight)
 
 
 @pytest.mark.parametrize("model", sorted(ARCHITECTURES))

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from codec import weights
+from codec.layers import GainUnits
 from codec.models import ARCHITECTURES
 from train import checkpoint, validate
 from train.data import ImageFolder
@@ -110,17 +111,32 @@ def describe_init(path: str) -> dict | None:
     }
 
 
+def resampled_gains(trained: dict[str, torch.Tensor], model) -> dict[str, torch.Tensor]:
+    """A variable-rate model's gain-unit tensors moved to `model`'s λ levels (identical if they match)."""
+    levels = tuple(trained["gain_units.lambda_levels"].tolist())
+    units = GainUnits(model.M, levels)
+    units.load_state_dict({k.removeprefix("gain_units."): v for k, v in trained.items()})
+    if levels != model.lambdas:
+        units = units.resampled(model.lambdas)
+    return {f"gain_units.{k}": v for k, v in units.state_dict().items()}
+
+
 def initialize_from(model, path: str) -> list[str] | None:
     """Load starting weights. A file of the same architecture loads whole (a fixed-rate one into a
-    variable-rate model leaves the gain units fresh). From another architecture, as named by its
-    card, every top-level module whose tensors all match is taken, e.g. g_a, g_s and the entropy
-    bottleneck of a hyperprior for the channel-wise model; returns their names."""
+    variable-rate model leaves the gain units fresh; a variable-rate one trained for other λ levels
+    has its gains resampled to this model's levels, which widens its rate range). From another
+    architecture, as named by its card, every top-level module whose tensors all match is taken,
+    e.g. g_a, g_s and the entropy bottleneck of a hyperprior for the channel-wise model; returns
+    their names."""
     initial = load_file(path)
     card_path = Path(path).with_suffix(".json")
     source = json.loads(card_path.read_text()).get("model") if card_path.is_file() else None
     own = model.state_dict()
     if source in (None, model.name):
         fresh_gains = {k: v for k, v in own.items() if k.startswith("gain_units.")}
+        if model.gain_units is not None and "gain_units.lambda_levels" in initial:
+            trained_gains = {k: initial.pop(k) for k in list(initial) if k.startswith("gain_units.")}
+            fresh_gains = resampled_gains(trained_gains, model)
         model.load_weights({**fresh_gains, **initial})
         return None
     taken: dict[str, torch.Tensor] = {}
