@@ -142,7 +142,7 @@ def rate_point_of(header: Header) -> weights.RatePoint:
     """The installed weights a file was made with, or an error naming what is missing."""
     if header.model not in ARCHITECTURES:
         raise FormatError(f"unknown model {header.model!r} (this aecodec knows {', '.join(ARCHITECTURES)})")
-    for point in weights.rate_points(header.model):
+    for point in weights.decodable_points(header.model):
         if point.fingerprint == header.fingerprint:
             if not point.accepts(header.rate):
                 expected = f"range {point.lambdas[0]:g}..{point.lambdas[-1]:g}" if point.variable_rate else point.lmbda

@@ -16,6 +16,10 @@ increasing order) and ``lambda`` null, and it is stored as
 A rate point is named by (model, lambda). Loading checks the file's SHA-256
 against the card; the first 8 bytes of that digest are the fingerprint that
 every .aec file records, so a file never decodes with other weights.
+
+Weights replaced by better-trained ones move to ``superseded/<release>/``, the
+last release that shipped them: the encoder never uses them, but files made with
+them keep decoding.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from codec.errors import WeightsError
 from codec.models import ARCHITECTURES, LatentCodecModel
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
+SUPERSEDED = "superseded"
 
 
 def weights_dir() -> Path:
@@ -83,6 +88,13 @@ def rate_points(model: str | None = None, directory: Path | None = None) -> list
     """Every rate point in the weights folder (of one model), by model then λ."""
     found = _scan(str(directory or weights_dir()))
     return [p for p in found if model is None or p.model == model]
+
+
+def decodable_points(model: str) -> list[RatePoint]:
+    """The rate points a file of `model` may have been made with: the current ones, then the
+    superseded ones (``superseded/<release>/`` in the weights folder)."""
+    releases = sorted(path for path in (weights_dir() / SUPERSEDED).glob("*") if path.is_dir())
+    return rate_points(model) + [point for release in releases for point in rate_points(model, release)]
 
 
 @functools.lru_cache(maxsize=8)

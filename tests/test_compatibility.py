@@ -4,10 +4,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import codec
-from codec import container
+from codec import container, weights
+from codec.errors import WeightsError
+from codec.models import ARCHITECTURES
+from tests.conftest import natural_image
 
 DATA = Path(__file__).resolve().parent / "data"
 V1_FILES = sorted((DATA / "v1").glob("*.aec"))
@@ -39,3 +43,31 @@ def test_version_1_headers_read_as_recorded(monkeypatch):
         17,
     )
     assert len(streams) == 2
+
+
+def test_files_made_with_superseded_weights_still_decode(tmp_path, monkeypatch):
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path))
+    image = natural_image(48, 64)
+    torch.manual_seed(0)
+    old_card = weights.export(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 0.01, tmp_path, {"training": {}})
+    weights._scan.cache_clear()
+    old_file = codec.encode(image, model="bmshj2018-hyperprior")
+    old_decoded = np.asarray(codec.decode(old_file))
+
+    superseded = tmp_path / weights.SUPERSEDED / "0.0.1"
+    superseded.mkdir(parents=True)
+    for path in (old_card, old_card.with_suffix(".safetensors")):
+        path.rename(superseded / path.name)
+    torch.manual_seed(1)
+    weights.export(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 0.01, tmp_path, {"training": {}})
+    weights._scan.cache_clear()
+
+    assert np.array_equal(np.asarray(codec.decode(old_file)), old_decoded)
+    new_header = codec.read_header(codec.encode(image, model="bmshj2018-hyperprior"))
+    assert new_header.fingerprint != codec.read_header(old_file).fingerprint
+
+    for path in superseded.iterdir():
+        path.unlink()
+    weights._scan.cache_clear()
+    with pytest.raises(WeightsError, match="not installed"):
+        codec.decode(old_file)

@@ -42,9 +42,19 @@ def test_the_default_model_ships_weights(shipped):
     assert any(p.model == codec.DEFAULT_MODEL for p in shipped)
 
 
+def test_superseded_weights_match_their_cards_and_are_never_used_to_encode(shipped):
+    superseded = sorted((SHIPPED / weights.SUPERSEDED).glob("*/*.json"))
+    assert superseded
+    current = {p.card["sha256"] for p in shipped}
+    for card_path in superseded:
+        card = json.loads(card_path.read_text())
+        assert weights.sha256_of(card_path.with_name(card["weights"])) == card["sha256"]
+        assert card["sha256"] not in current
+
+
 def test_no_pickled_weights_are_shipped():
-    assert not [p for p in SHIPPED.iterdir() if p.suffix in (".pt", ".pth", ".pkl", ".ckpt", ".bin")]
-    for card in SHIPPED.glob("*.json"):
+    assert not [p for p in SHIPPED.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".ckpt", ".bin")]
+    for card in SHIPPED.rglob("*.json"):
         assert json.loads(card.read_text())["weights"].endswith(".safetensors")
 
 
