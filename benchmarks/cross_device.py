@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import sys
 import time
@@ -95,6 +96,13 @@ def compare_model(model: str, images: list[np.ndarray], devices: list[str]) -> d
     return report
 
 
+def environment(devices: list[str]) -> dict[str, str]:
+    """What ran the checks: torch's version and each device's name."""
+    names = {d: torch.cuda.get_device_name(d) if d.startswith("cuda") else platform.processor() or platform.machine()
+             for d in devices}  # fmt: skip
+    return {"torch": torch.__version__, "python": platform.python_version(), **names}
+
+
 def peak_gpu_memory_4k(model: str, images: list[Path], device: str) -> dict:
     """Peak GPU memory (torch's allocator) of one 4K encode + decode on `device`."""
     array = mosaic(images, 2160, 3840)
@@ -120,7 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     paths = kodak_images(args.data, args.limit)
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     models = sorted({p.model for p in weights.rate_points()})
-    report: dict = {"devices": devices, "images": len(images), "quality": api.DEFAULT_QUALITY, "models": {}}
+    report: dict = {
+        "devices": devices,
+        "environment": environment(devices),
+        "images": len(images),
+        "quality": api.DEFAULT_QUALITY,
+        "weights": {p.card["weights"]: p.card["sha256"] for p in weights.rate_points()},
+        "models": {},
+    }
     for model in models:
         result = compare_model(model, images, devices)
         for device in devices:

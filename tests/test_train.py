@@ -117,3 +117,26 @@ def test_ms_ssim_loss_runs_and_needs_large_enough_crops(tmp_path):
         main([*common, "--crop=64", f"--data={data}", f"--out_dir={tmp_path / 'a'}"])
     main([*common, "--crop=176", "--lmbda=10", "--amp=bf16", f"--data={data}", f"--out_dir={tmp_path / 'b'}"])
     assert (tmp_path / "b" / "ckpt.safetensors").exists()
+
+
+def test_pack_downscales_large_photos_thins_a_set_and_drops_small_ones(tmp_path):
+    from train.pack import main as pack
+
+    rng = np.random.default_rng(0)
+    for name, size in {"big/a.png": (600, 520), "big/b.png": (300, 280), "small/c.png": (200, 400)}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / name)
+    for index in range(4):
+        (tmp_path / "thin").mkdir(exist_ok=True)
+        Image.fromarray(np.full((256, 256, 3), index, np.uint8)).save(tmp_path / f"thin/{index}.png")
+    out = tmp_path / "packed"
+    pack(["--data", str(tmp_path), "--out", str(out), "--every", "thin=2"])
+    sizes = {p.name: Image.open(p).size for p in out.iterdir()}
+    assert sizes == {
+        "big-a.jpg": (300, 260),
+        "big-b.jpg": (300, 280),
+        "thin-0.jpg": (256, 256),
+        "thin-2.jpg": (256, 256),
+    }
+    with pytest.raises(SystemExit):
+        pack(["--data", str(tmp_path), "--out", str(out)])
