@@ -140,3 +140,16 @@ def test_pack_downscales_large_photos_thins_a_set_and_drops_small_ones(tmp_path)
     }
     with pytest.raises(SystemExit):
         pack(["--data", str(tmp_path), "--out", str(out)])
+
+
+def test_the_learning_rate_warms_up_then_decays_over_steps_or_over_the_time_budget():
+    from train.train import Config, learning_rate
+
+    by_steps = Config(lr=1e-4, lr_final=1e-5, warmup=10, steps=110)
+    assert learning_rate(by_steps, 0) == pytest.approx(1e-5)
+    assert learning_rate(by_steps, 10) == pytest.approx(1e-4)
+    assert learning_rate(by_steps, 60) == pytest.approx(5.5e-5)
+    assert learning_rate(by_steps, 110) == pytest.approx(1e-5)
+    by_time = Config(lr=1e-4, lr_final=1e-5, warmup=10, steps=10**9, max_minutes=8.0, lr_by_time=True)
+    assert learning_rate(by_time, 20, minutes=4.0) == pytest.approx(5.5e-5)
+    assert learning_rate(by_time, 20, minutes=9.0) == pytest.approx(1e-5)

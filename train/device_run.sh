@@ -12,10 +12,11 @@
 # Run it there, carrying .whl and .data:
 #   bash train/device_run.sh [DEVICES] [KODAK_IMAGES] [MAX_MINUTES] [STEPS] [BATCH] [INIT] [ARCH]
 # Back here, join the parts (cat ckpt.part-* > ckpt.safetensors); training resumes from it.
-# A second command on the still-warm machine with more STEPS continues /tmp/run (its checkpoint
-# takes precedence over INIT; the cosine schedule stretches to the new STEPS, a warm restart).
+# The learning rate decays over the time this command has (--lr_by_time), so STEPS is only a cap.
+# A second command on the still-warm machine continues /tmp/run (its checkpoint takes precedence
+# over INIT) with a fresh decay over its own minutes: a warm restart.
 set -u
-DEVICES=${1:-cuda,cpu}; KODAK_IMAGES=${2:-4}; MAX_MINUTES=${3:-7}; STEPS=${4:-12000}; BATCH=${5:-16}
+DEVICES=${1:-cuda,cpu}; KODAK_IMAGES=${2:-4}; MAX_MINUTES=${3:-7}; STEPS=${4:-1000000}; BATCH=${5:-16}
 INIT=${6-assets/models/minnen2020-channelwise-variable-rate.safetensors}; ARCH=${7:-minnen2020-channelwise}
 LAMBDAS=0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.18
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; START=$(date +%s); DEADLINE_S=${DEADLINE_S:-480}
@@ -37,7 +38,7 @@ MINUTES=$(python3 -c "print(round(min($MAX_MINUTES, ($START + $DEADLINE_S - $(da
 echo "== train $(date +%T) for $MINUTES min"
 timeout "$(python3 -c "print(int(60 * $MINUTES + 90))")" python3 -m train --arch="$ARCH" --N=64 --M=96 \
   --lambdas=$LAMBDAS --data=.data/train --crop=256 --batch="$BATCH" --steps="$STEPS" --lr=5e-5 --lr_final=5e-6 \
-  --warmup=100 --max_minutes="$MINUTES" --amp=none --checkpoint_minutes=1.5 --log_every=100 \
+  --warmup=100 --max_minutes="$MINUTES" --lr_by_time=true --amp=none --checkpoint_minutes=1.5 --log_every=100 \
   ${INIT:+--init=$INIT} --out_dir=/tmp/run > /tmp/train.log 2>&1
 echo "train rc=$?"
 tr '\r' '\n' < /tmp/train.log | grep -v '^\s*$' | tail -3

@@ -62,6 +62,7 @@ class Config:
     batch: int = 16
     steps: int = 100_000
     max_minutes: float = 0.0  # stop (checkpoint and export) after this long; 0 = no limit
+    lr_by_time: bool = False  # decay over this invocation's max_minutes instead of over `steps` (fixed-time GPU runs)
     lr: float = 1e-4
     lr_final: float = 1e-5  # cosine decay to this over `steps`, after warm-up
     warmup: int = 500
@@ -164,10 +165,16 @@ def parse_overrides(config: Config, argv: list[str]) -> Config:
     return config
 
 
-def learning_rate(config: Config, step: int) -> float:
+def learning_rate(config: Config, step: int, minutes: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay from lr to lr_final over the steps or, with
+    lr_by_time, over max_minutes of this invocation (`minutes` elapsed), whichever the
+    configuration asks for."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
+    if config.lr_by_time and config.max_minutes:
+        progress = min(1.0, minutes / config.max_minutes)
+    else:
+        progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * progress))
 
 
@@ -250,7 +257,7 @@ def main(argv: list[str]) -> None:
         while step < config.steps:
             if config.max_minutes and time.time() - started > 60 * config.max_minutes:
                 break
-            lr = learning_rate(config, step)
+            lr = learning_rate(config, step, (time.time() - started) / 60)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
