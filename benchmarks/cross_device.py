@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -39,6 +40,7 @@ from PIL import Image
 
 import codec
 from benchmarks.data import REPO, default_kodak, kodak_images
+from benchmarks.harness import _cpu_name
 from benchmarks.large_images import mosaic
 from codec import api, weights
 from codec.errors import FormatError
@@ -96,10 +98,18 @@ def compare_model(model: str, images: list[np.ndarray], devices: list[str]) -> d
     return report
 
 
+def weights_used(model: str) -> dict[str, str]:
+    """The weights file (and its SHA-256) that `model` codes the default quality with."""
+    card = api.select_rate_point(model, api.DEFAULT_QUALITY).card
+    return {"weights": card["weights"], "sha256": card["sha256"]}
+
+
 def environment(devices: list[str]) -> dict[str, str]:
-    """What ran the checks: torch's version and each device's name."""
-    names = {d: torch.cuda.get_device_name(d) if d.startswith("cuda") else platform.processor() or platform.machine()
-             for d in devices}  # fmt: skip
+    """What ran the checks: torch's and Python's versions and each device's name."""
+    names = {
+        d: torch.cuda.get_device_name(d) if d.startswith("cuda") else f"{_cpu_name()}, {os.cpu_count()} cores"
+        for d in devices
+    }
     return {"torch": torch.__version__, "python": platform.python_version(), **names}
 
 
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         "environment": environment(devices),
         "images": len(images),
         "quality": api.DEFAULT_QUALITY,
-        "weights": {p.card["weights"]: p.card["sha256"] for p in weights.rate_points()},
+        "weights": {m: weights_used(m) for m in models},
         "models": {},
     }
     for model in models:

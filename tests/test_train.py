@@ -119,27 +119,35 @@ def test_ms_ssim_loss_runs_and_needs_large_enough_crops(tmp_path):
     assert (tmp_path / "b" / "ckpt.safetensors").exists()
 
 
-def test_pack_downscales_large_photos_thins_a_set_and_drops_small_ones(tmp_path):
+def test_pack_downscales_large_photos_thins_a_set_drops_small_ones_and_refuses_collisions(tmp_path):
     from train.pack import main as pack
 
     rng = np.random.default_rng(0)
-    for name, size in {"big/a.png": (600, 520), "big/b.png": (300, 280), "small/c.png": (200, 400)}.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+    photos = {"big/a.png": (600, 520), "big/b.png": (300, 280), "small/c.png": (200, 400), "big/deep/d.png": (256, 256)}
+    for name, size in photos.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / name)
     for index in range(4):
         (tmp_path / "thin").mkdir(exist_ok=True)
         Image.fromarray(np.full((256, 256, 3), index, np.uint8)).save(tmp_path / f"thin/{index}.png")
     out = tmp_path / "packed"
     pack(["--data", str(tmp_path), "--out", str(out), "--every", "thin=2"])
-    sizes = {p.name: Image.open(p).size for p in out.iterdir()}
+    sizes = {}
+    for path in out.iterdir():
+        with Image.open(path) as image:
+            sizes[path.name] = image.size
     assert sizes == {
         "big-a.jpg": (300, 260),
         "big-b.jpg": (300, 280),
+        "big-deep-d.jpg": (256, 256),
         "thin-0.jpg": (256, 256),
         "thin-2.jpg": (256, 256),
     }
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="not empty"):
         pack(["--data", str(tmp_path), "--out", str(out)])
+    (tmp_path / "big/a.jpg").write_bytes((tmp_path / "big/b.png").read_bytes())
+    with pytest.raises(SystemExit, match="two photos pack to big-a.jpg"):
+        pack(["--data", str(tmp_path), "--out", str(tmp_path / "again")])
 
 
 def test_the_learning_rate_warms_up_then_decays_over_steps_or_over_the_time_budget():
@@ -150,6 +158,8 @@ def test_the_learning_rate_warms_up_then_decays_over_steps_or_over_the_time_budg
     assert learning_rate(by_steps, 10) == pytest.approx(1e-4)
     assert learning_rate(by_steps, 60) == pytest.approx(5.5e-5)
     assert learning_rate(by_steps, 110) == pytest.approx(1e-5)
-    by_time = Config(lr=1e-4, lr_final=1e-5, warmup=10, steps=10**9, max_minutes=8.0, lr_by_time=True)
-    assert learning_rate(by_time, 20, minutes=4.0) == pytest.approx(5.5e-5)
-    assert learning_rate(by_time, 20, minutes=9.0) == pytest.approx(1e-5)
+    by_time = Config(lr=1e-4, lr_final=1e-5, warmup=10, steps=10**9, lr_by_time=True)
+    assert learning_rate(by_time, 20, time_fraction=0.5) == pytest.approx(5.5e-5)
+    assert learning_rate(by_time, 20, time_fraction=1.2) == pytest.approx(1e-5)
+    with pytest.raises(SystemExit, match="max_minutes"):
+        main(["--lr_by_time=true", "--max_minutes=0"])

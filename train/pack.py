@@ -5,15 +5,18 @@
 A device run receives the working tree and its carried folders, 64 MiB in all,
 and the full training sets are about 120 MB. So each photo is reduced the way
 learned-compression training sets usually are (Ballé et al. 2018 train on
-downsampled ImageNet crops): a photo whose shorter side is at least
+about a million web photos downsampled so that their noise and compression
+artifacts are averaged away): a photo whose shorter side is at least
 2 × ``--min-side`` px is downscaled by 2 with a Lanczos filter, which also
 averages away sensor noise and old JPEG blocking, and every photo is stored as
 a JPEG of high quality without chroma subsampling. A photo still smaller than
 ``--min-side`` after that is left out, since training crops it to 256 px.
-``--every SET=K`` keeps only every K-th photo of a set (in name order); the
-default thins bsds500, the largest and noisiest set (500 small JPEGs).
+A set is a top-level folder of ``--data``; a packed photo is named after its
+path below ``--data`` (``bsds500-12003.jpg``). ``--every SET=K`` keeps only
+every K-th photo of a set (in path order); the default thins bsds500, the
+largest and noisiest set (500 small JPEGs).
 
-With the defaults the result is 543 photos, about 24 MB: the set the
+With the defaults the result is 543 photos, 23 MiB: the set the
 0.3.2 channel-wise weights were fine-tuned on (see their model card).
 """
 
@@ -34,8 +37,13 @@ def pack(data: Path, out: Path, quality: int, min_side: int, every: dict[str, in
     out.mkdir(parents=True, exist_ok=True)
     written = size = 0
     by_set: dict[str, int] = {}
-    for path in sorted(p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-        source = path.parent.name
+    inside_out = out.resolve()
+    photos = (
+        p for p in data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and inside_out not in p.resolve().parents
+    )
+    for path in sorted(photos):
+        relative = path.relative_to(data)
+        source = relative.parts[0] if len(relative.parts) > 1 else ""
         index = by_set[source] = by_set.get(source, -1) + 1
         if index % every.get(source, 1):
             continue
@@ -45,7 +53,9 @@ def pack(data: Path, out: Path, quality: int, min_side: int, every: dict[str, in
             image = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
         if min(image.size) < min_side:
             continue
-        target = out / f"{source}-{path.stem}.jpg"
+        target = out / ("-".join(relative.with_suffix("").parts) + ".jpg")
+        if target.exists():
+            raise ValueError(f"two photos pack to {target.name}, the second is {path}")
         image.save(target, quality=quality, subsampling=0)
         written += 1
         size += target.stat().st_size
@@ -60,10 +70,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-side", type=int, default=256, help="the training crop (default %(default)s)")
     parser.add_argument("--every", default="bsds500=4", help="SET=K,...: keep every K-th photo of SET")
     args = parser.parse_args(argv)
-    every = {name: int(k) for name, k in (item.split("=") for item in args.every.split(",") if item)}
-    if any(existing.suffix == ".jpg" for existing in args.out.glob("*")):
-        raise SystemExit(f"train.pack: {args.out} already holds photos; choose an empty folder")
-    written, size = pack(args.data, args.out, args.quality, args.min_side, every)
+    try:
+        every = {name: int(k) for name, k in (item.split("=") for item in args.every.split(",") if item)}
+    except ValueError:
+        parser.error(f"--every takes SET=K,... with whole numbers K, not {args.every!r}")
+    if min(every.values(), default=1) < 1:
+        parser.error("--every: K must be at least 1")
+    if not args.data.is_dir():
+        raise SystemExit(f"train.pack: no training sets folder at {args.data}")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise SystemExit(f"train.pack: {args.out} is not empty; choose an empty or new folder")
+    try:
+        written, size = pack(args.data, args.out, args.quality, args.min_side, every)
+    except ValueError as error:
+        raise SystemExit(f"train.pack: {error}") from None
     print(f"train.pack: {written} photos, {size / 2**20:.1f} MiB in {args.out}", file=sys.stderr)
 
 

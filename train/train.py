@@ -62,9 +62,11 @@ class Config:
     batch: int = 16
     steps: int = 100_000
     max_minutes: float = 0.0  # stop (checkpoint and export) after this long; 0 = no limit
-    lr_by_time: bool = False  # decay over this invocation's max_minutes instead of over `steps` (fixed-time GPU runs)
+    lr_by_time: bool = False  # decay over the rest of this invocation's max_minutes after warm-up, not over `steps`
     lr: float = 1e-4
-    lr_final: float = 1e-5  # cosine decay to this over `steps`, after warm-up
+    lr_final: float = 1e-5  # cosine decay to this over `steps` (or the time left, lr_by_time), after warm-up;
+    # a resumed run takes this invocation's flags, not the checkpoint's, and past warm-up restarts at
+    # the schedule's point for its step (with lr_by_time: at lr again, a warm restart)
     warmup: int = 500
     aux_lr: float = 1e-3
     clip: float = 1.0
@@ -165,14 +167,14 @@ def parse_overrides(config: Config, argv: list[str]) -> Config:
     return config
 
 
-def learning_rate(config: Config, step: int, minutes: float = 0.0) -> float:
+def learning_rate(config: Config, step: int, time_fraction: float = 0.0) -> float:
     """Linear warm-up, then cosine decay from lr to lr_final over the steps or, with
-    lr_by_time, over max_minutes of this invocation (`minutes` elapsed), whichever the
-    configuration asks for."""
+    lr_by_time, over the time this invocation has left after warm-up (`time_fraction`
+    of it spent)."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    if config.lr_by_time and config.max_minutes:
-        progress = min(1.0, minutes / config.max_minutes)
+    if config.lr_by_time:
+        progress = min(1.0, time_fraction)
     else:
         progress = min(1.0, (step - config.warmup) / max(1, config.steps - config.warmup))
     return config.lr_final + 0.5 * (config.lr - config.lr_final) * (1 + math.cos(math.pi * progress))
@@ -204,6 +206,8 @@ def write_validation(path: Path, step: int, result: dict[str, float]) -> None:
 
 def main(argv: list[str]) -> None:
     config = parse_overrides(Config(), argv)
+    if config.lr_by_time and config.max_minutes <= 0:
+        raise SystemExit("train: --lr_by_time needs a positive --max_minutes to decay over")
     if config.distortion not in ("mse", "ms-ssim") or (config.distortion == "ms-ssim" and config.crop < 161):
         raise SystemExit("train: --distortion is mse or ms-ssim (which needs --crop of at least 161)")
     if config.threads:
@@ -251,13 +255,16 @@ def main(argv: list[str]) -> None:
         log = csv.writer(log_file)
         if new_log:
             log.writerow(["step", "loss", "bpp", "psnr", "aux", "lr", "images_per_s"])
-        started = last_ckpt = time.time()
+        started = last_ckpt = decay_started = time.time()
         seconds_before = extra["seconds"]
         bar = tqdm(total=config.steps, initial=step, dynamic_ncols=True, file=sys.stderr)
         while step < config.steps:
             if config.max_minutes and time.time() - started > 60 * config.max_minutes:
                 break
-            lr = learning_rate(config, step, (time.time() - started) / 60)
+            if step == max(config.warmup, bar.initial):
+                decay_started = time.time()
+            decay_seconds = 60 * config.max_minutes - (decay_started - started)
+            lr = learning_rate(config, step, (time.time() - decay_started) / max(decay_seconds, 1e-9))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
