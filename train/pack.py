@@ -5,10 +5,9 @@
 A device run receives the working tree and its carried folders, 64 MiB in all,
 and the full training sets are about 120 MB. So each photo is reduced the way
 learned-compression training sets usually are (Ballé et al. 2018 train on
-about a million web photos downsampled so that their noise and compression
-artifacts are averaged away): a photo whose shorter side is at least
-2 × ``--min-side`` px is downscaled by 2 with a Lanczos filter, which also
-averages away sensor noise and old JPEG blocking, and every photo is stored as
+about a million downsampled web photos): a photo whose shorter side is at least
+2 × ``--min-side`` px is downscaled by 2 with a Lanczos filter, which averages
+away sensor noise and old JPEG blocking, and every photo is stored as
 a JPEG of high quality without chroma subsampling. A photo still smaller than
 ``--min-side`` after that is left out, since training crops it to 256 px.
 A set is a top-level folder of ``--data``; a packed photo is named after its

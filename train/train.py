@@ -261,10 +261,13 @@ def main(argv: list[str]) -> None:
         while step < config.steps:
             if config.max_minutes and time.time() - started > 60 * config.max_minutes:
                 break
-            if step == max(config.warmup, bar.initial):
-                decay_started = time.time()
-            decay_seconds = 60 * config.max_minutes - (decay_started - started)
-            lr = learning_rate(config, step, (time.time() - decay_started) / max(decay_seconds, 1e-9))
+            time_fraction = 0.0
+            if config.lr_by_time:
+                if step == max(config.warmup, bar.initial):
+                    decay_started = time.time()
+                decay_seconds = 60 * config.max_minutes - (decay_started - started)
+                time_fraction = (time.time() - decay_started) / max(decay_seconds, 1e-9)
+            lr = learning_rate(config, step, time_fraction)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
