@@ -150,7 +150,8 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
     stem = f"{model.name}-variable-rate" if model.lambdas else f"{model.name}-lambda{lmbda:g}"
     weights_path = directory / f"{stem}.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(weights_path), metadata={"model": model.name, "lambda": repr(lmbda)})
+    # One metadata entry: safetensors writes several in a random order, and exports should be byte-reproducible.
+    save_file(state, str(weights_path), metadata={"aecodec": json.dumps({"model": model.name, "lambda": lmbda})})
     full_card = {
         "model": model.name,
         "N": model.N,

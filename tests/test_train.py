@@ -163,3 +163,52 @@ def test_the_learning_rate_warms_up_then_decays_over_steps_or_over_the_time_budg
     assert learning_rate(by_time, 20, time_fraction=1.2) == pytest.approx(1e-5)
     with pytest.raises(SystemExit, match="max_minutes"):
         main(["--lr_by_time=true", "--max_minutes=0"])
+
+
+def test_weights_travel_to_a_gpu_in_half_precision_and_come_back_as_the_same_export(tmp_path):
+    from safetensors.torch import load_file
+
+    from train.export import export_checkpoint
+    from train.transfer import half, slim
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    common = [
+        "--arch=bmshj2018-hyperprior",
+        "--N=8",
+        "--M=12",
+        "--crop=64",
+        "--batch=2",
+        "--lmbda=0.01",
+        f"--data={data}",
+    ]
+    main([*common, "--steps=4", f"--out_dir={tmp_path / 'a'}", f"--export_dir={tmp_path / 'base'}"])
+    (base_card,) = (tmp_path / "base").glob("*.json")
+
+    carried = half(base_card.with_suffix(".safetensors"), tmp_path / "init")
+    tensors = load_file(str(carried))
+    assert tensors["g_a.0.weight"].dtype == torch.float16
+    assert tensors["gaussian_conditional._quantized_cdf"].dtype == torch.int32  # tables stay exact
+    assert not any(k.startswith("h_s_integer.") for k in tensors)
+
+    main(
+        [
+            *common,
+            "--steps=3",
+            f"--init={carried}",
+            f"--out_dir={tmp_path / 'b'}",
+            f"--export_dir={tmp_path / 'direct'}",
+        ]
+    )
+    slimmed = slim(tmp_path / "b" / "ckpt.safetensors", tmp_path / "back" / "b.safetensors")
+    assert not any(k.startswith("optimizer.") for k in load_file(str(slimmed)))
+    card_path = export_checkpoint(slimmed, tmp_path / "exported")
+
+    (direct_card,) = (tmp_path / "direct").glob("*.json")
+    assert json.loads(card_path.read_text()) == json.loads(direct_card.read_text())
+    assert (
+        json.loads(card_path.read_text())["training"]["initialized_from"]["sha256"]
+        == (json.loads(base_card.read_text())["sha256"])
+    )

@@ -204,6 +204,28 @@ def write_validation(path: Path, step: int, result: dict[str, float]) -> None:
         writer.writerow([step, *result.values()])
 
 
+def training_card(config: dict, step: int, extra: dict) -> dict:
+    """The ``training`` section of an exported model card, from a run's configuration and progress."""
+    init = extra.get("init")
+    init = describe_init(init) if isinstance(init, str) else init  # older checkpoints kept the path
+    return {
+        "training": {
+            "data": config["data"],
+            "steps": step,
+            "total_steps": step + ((init or {}).get("steps") or 0),
+            "total_hours": round(extra["seconds"] / 3600 + ((init or {}).get("hours") or 0), 3),
+            "images_seen": extra["images_seen"],
+            "crop": config["crop"],
+            "batch": config["batch"],
+            "hardware": extra.get("hardware") or describe_hardware(config["device"]),
+            "hours": round(extra["seconds"] / 3600, 3),
+            "images_per_second": round(extra["images_seen"] / max(extra["seconds"], 1e-9), 2),
+            "initialized_from": init,
+            "config": config,
+        }
+    }
+
+
 def main(argv: list[str]) -> None:
     config = parse_overrides(Config(), argv)
     if config.lr_by_time and config.max_minutes <= 0:
@@ -242,6 +264,7 @@ def main(argv: list[str]) -> None:
             extra["init"] = {**(extra["init"] or {}), "partial": partial}
             print(f"train: {config.init} is another architecture: initialized {', '.join(partial)} from it",
                   file=sys.stderr)  # fmt: skip
+    extra["hardware"] = describe_hardware(config.device)  # this invocation's; the card names the last one
     model.to(config.device, memory_format=memory_format).train()
     if config.compile:
         for transform in ("g_a", "g_s", "h_a", "h_s"):
@@ -328,23 +351,10 @@ def main(argv: list[str]) -> None:
     )
 
     if config.export_dir:
-        init = extra.get("init")
-        init = describe_init(init) if isinstance(init, str) else init  # older checkpoints kept the path
-        card = {
-            "training": {
-                "data": config.data,
-                "steps": step,
-                "total_steps": step + ((init or {}).get("steps") or 0),
-                "total_hours": round(extra["seconds"] / 3600 + ((init or {}).get("hours") or 0), 3),
-                "images_seen": extra["images_seen"],
-                "crop": config.crop,
-                "batch": config.batch,
-                "hardware": describe_hardware(config.device),
-                "hours": round(extra["seconds"] / 3600, 3),
-                "images_per_second": round(extra["images_seen"] / max(extra["seconds"], 1e-9), 2),
-                "initialized_from": init,
-                "config": dataclasses.asdict(config),
-            }
-        }
-        card_path = weights.export(model, None if levels else config.lmbda, Path(config.export_dir), card)
+        card_path = weights.export(
+            model,
+            None if levels else config.lmbda,
+            Path(config.export_dir),
+            training_card(dataclasses.asdict(config), step, extra),
+        )
         print(f"train: exported {card_path}", file=sys.stderr)

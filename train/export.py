@@ -1,0 +1,49 @@
+"""Export a training checkpoint as a shipped model: CDF tables and integer networks built,
+weights and model card written, exactly as ``python -m train --export_dir`` does at a run's end.
+
+    python -m train.export CKPT DIR
+
+For checkpoints trained elsewhere, e.g. on a lent GPU and brought back slimmed by
+``python -m train.transfer slim`` (model weights and metadata only). The card's
+``training`` section comes from the checkpoint's own configuration and progress,
+so it names the hardware that trained it, not this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from codec import weights
+from codec.models import ARCHITECTURES
+from train.train import training_card
+
+
+def export_checkpoint(path: Path, directory: Path) -> Path:
+    """Write the exported weights and card of checkpoint `path` into `directory`; returns the card path."""
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["checkpoint"])
+    config = meta["config"]
+    levels = tuple(float(v) for v in config["lambdas"].split(",")) if config["lambdas"] else ()
+    model = ARCHITECTURES[config["arch"]](config["N"], config["M"], levels)
+    tensors = load_file(str(path))
+    model.load_weights({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
+    card = training_card(config, meta["step"], meta["extra"])
+    return weights.export(model, None if levels else config["lmbda"], directory, card)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2:
+        raise SystemExit("usage: python -m train.export CKPT DIR")
+    try:
+        print(export_checkpoint(Path(argv[0]), Path(argv[1])))
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        raise SystemExit(f"train.export: {argv[0]}: {error}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
