@@ -207,8 +207,28 @@ def test_weights_travel_to_a_gpu_in_half_precision_and_come_back_as_the_same_exp
     card_path = export_checkpoint(slimmed, tmp_path / "exported")
 
     (direct_card,) = (tmp_path / "direct").glob("*.json")
+    assert load_file(str(direct_card.with_suffix(".safetensors")))["g_a.0.weight"].dtype == torch.float32
     assert json.loads(card_path.read_text()) == json.loads(direct_card.read_text())
     assert (
         json.loads(card_path.read_text())["training"]["initialized_from"]["sha256"]
         == (json.loads(base_card.read_text())["sha256"])
     )
+
+
+def test_a_half_precision_variable_rate_copy_keeps_its_lambda_levels_and_loads_in_float32(tmp_path):
+    from safetensors.torch import load_file
+
+    from train.train import initialize_from
+    from train.transfer import half
+
+    levels = (0.0018, 0.013, 0.18)
+    model = ARCHITECTURES["bmshj2018-hyperprior"](8, 12, levels)
+    card_path = weights.export(model, None, tmp_path / "shipped", {})
+    carried = half(card_path.with_suffix(".safetensors"), tmp_path / "init")
+    assert load_file(str(carried))["gain_units.lambda_levels"].dtype == torch.float64
+
+    fresh = ARCHITECTURES["bmshj2018-hyperprior"](8, 12, levels)
+    initialize_from(fresh, str(carried))
+    for (name, original), (_, loaded) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
+        assert loaded.dtype == torch.float32, name
+        torch.testing.assert_close(loaded, original, rtol=1e-3, atol=1e-7)

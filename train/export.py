@@ -6,7 +6,8 @@ weights and model card written, exactly as ``python -m train --export_dir`` does
 For checkpoints trained elsewhere, e.g. on a lent GPU and brought back slimmed by
 ``python -m train.transfer slim`` (model weights and metadata only). The card's
 ``training`` section comes from the checkpoint's own configuration and progress,
-so it names the hardware that trained it, not this machine.
+so it names the hardware that trained it, not this machine (checkpoints from before the
+hardware was recorded say so).
 """
 
 from __future__ import annotations
@@ -26,13 +27,17 @@ from train.train import training_card
 def export_checkpoint(path: Path, directory: Path) -> Path:
     """Write the exported weights and card of checkpoint `path` into `directory`; returns the card path."""
     with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["checkpoint"])
+        metadata = f.metadata() or {}
+    if "checkpoint" not in metadata:
+        raise ValueError("not a training checkpoint (no checkpoint metadata)")
+    meta = json.loads(metadata["checkpoint"])
     config = meta["config"]
-    levels = tuple(float(v) for v in config["lambdas"].split(",")) if config["lambdas"] else ()
+    levels = tuple(float(v) for v in config["lambdas"].split(",")) if config.get("lambdas") else ()
     model = ARCHITECTURES[config["arch"]](config["N"], config["M"], levels)
     tensors = load_file(str(path))
     model.load_weights({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    card = training_card(config, meta["step"], meta["extra"])
+    extra = {"hardware": "not recorded (checkpoint predates it)", **meta["extra"]}
+    card = training_card(config, meta["step"], extra)
     return weights.export(model, None if levels else config["lmbda"], directory, card)
 
 

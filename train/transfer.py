@@ -7,15 +7,16 @@ A device run receives 64 MiB in all (checkout plus carried folders) and returns 
 64 MB, so neither the shipped weights (about 100 MB) nor full checkpoints (weights plus
 two Adam moments, 3× the weights) travel as they are.
 
-``half`` keeps a model's trainable parameters in float16 (relative rounding 2⁻¹¹, far below
-what the first fine-tuning steps change; loading widens them back to float32), keeps the
+``half`` keeps a model's trainable parameters in float16 (relative rounding 2⁻¹¹, absolute
+at most 3e-8 for the few tiny GDN entries below float16's normal range: far below what the
+first fine-tuning steps change; loading widens them back to float32), keeps the
 CDF tables and other buffers exact, drops the integer networks (rebuilt at export), and
 copies the model card, which names the original weights and their training.
 
-``slim`` keeps a checkpoint's model tensors and metadata and drops the optimizer state,
-writing ``DIR/<run>.safetensors`` for ``<run>/ckpt.safetensors``:
-``python -m train.export`` turns it into shipped weights, but training cannot resume
-exactly from it (Adam restarts from zero moments).
+``slim`` keeps a checkpoint's model tensors and metadata and drops the optimizer and RNG
+state, writing ``DIR/<run>.safetensors`` for ``<run>/ckpt.safetensors``. It is for
+``python -m train.export``, which turns it into shipped weights; training does not resume
+from it (export it and start a new run with ``--init``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from codec.integer import IntegerSynthesis
 from codec.models import ARCHITECTURES
 
 
@@ -38,12 +40,14 @@ def half(weights_path: Path, out: Path) -> Path:
     card = json.loads(card_path.read_text())
     model = ARCHITECTURES[card["model"]](card["N"], card["M"], tuple(card.get("lambdas") or ()))
     parameters = {name for name, _ in model.named_parameters()}
-    integer_networks = tuple(f"{name}." for name, m in model.named_children() if name.endswith("_integer"))
+    integer_networks = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis))
     tensors = {
         key: value.half() if key in parameters else value
         for key, value in load_file(str(weights_path)).items()
         if not key.startswith(integer_networks)
     }
+    if out.resolve() == weights_path.parent.resolve():
+        raise ValueError(f"{out} holds the weights themselves: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / weights_path.name))
     shutil.copyfile(card_path, out / card_path.name)
