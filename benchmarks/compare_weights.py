@@ -7,7 +7,10 @@ point at each of its trained levels) through the CLI's data path; so does the
 installed point of the same model and λ, if there is one. Reported per λ:
 bpp (file bytes), PSNR (decoded 8-bit RGB) and the training objective
 J = λ·MSE + bpp (MSE on the 0–255 scale, averaged over images), the number a
-fine-tune lowers. A candidate is better when its J is lower.
+fine-tune lowers. A candidate is better when its J is lower. For small gains,
+re-run the benchmark before shipping: a point that buys a little PSNR with
+more bits lowers J yet can leave the BD-rate over the whole curve unchanged
+or slightly worse.
 """
 
 from __future__ import annotations
