@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+MODEL = "model."  # prefix of the model's tensors; the others are optimizer state and RNG states
 
 
 def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -44,7 +47,7 @@ def save(
     path: Path, model, optimizer, aux_optimizer, generator: torch.Generator, step: int, config: dict, extra: dict
 ) -> None:
     """Write a checkpoint atomically (temporary file, then rename)."""
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"{MODEL}{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_meta = _optimizer_tensors("optimizer", optimizer)
     aux_tensors, aux_meta = _optimizer_tensors("aux_optimizer", aux_optimizer)
     tensors.update(opt_tensors)
@@ -57,14 +60,24 @@ def save(
     os.replace(tmp, path)
 
 
+def read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A checkpoint's metadata and tensors (a slimmed one, see train.transfer, holds model tensors only)."""
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata() or {}
+    if "checkpoint" not in metadata:
+        raise ValueError("not a training checkpoint (no checkpoint metadata)")
+    return json.loads(metadata["checkpoint"]), load_file(str(path))
+
+
+def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict among a checkpoint's tensors."""
+    return {k.removeprefix(MODEL): v for k, v in tensors.items() if k.startswith(MODEL)}
+
+
 def load(path: Path, model, optimizer, aux_optimizer, generator: torch.Generator) -> tuple[int, dict, dict]:
     """Restore a checkpoint in place; returns (step, config, extra)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["checkpoint"])
-    tensors = load_file(str(path))
-    model.load_weights({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    meta, tensors = read(path)
+    model.load_weights(model_state(tensors))
     _load_optimizer("optimizer", optimizer, tensors, meta["optimizer"])
     _load_optimizer("aux_optimizer", aux_optimizer, tensors, meta["aux_optimizer"])
     generator.set_state(tensors["rng.data"])

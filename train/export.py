@@ -12,32 +12,23 @@ hardware was recorded say so).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from safetensors import safe_open
-from safetensors.torch import load_file
-
 from codec import weights
 from codec.models import ARCHITECTURES
+from train import checkpoint
 from train.train import training_card
 
 
 def export_checkpoint(path: Path, directory: Path) -> Path:
     """Write the exported weights and card of checkpoint `path` into `directory`; returns the card path."""
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata() or {}
-    if "checkpoint" not in metadata:
-        raise ValueError("not a training checkpoint (no checkpoint metadata)")
-    meta = json.loads(metadata["checkpoint"])
+    meta, tensors = checkpoint.read(path)
     config = meta["config"]
     levels = tuple(float(v) for v in config["lambdas"].split(",")) if config.get("lambdas") else ()
     model = ARCHITECTURES[config["arch"]](config["N"], config["M"], levels)
-    tensors = load_file(str(path))
-    model.load_weights({k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")})
-    extra = {"hardware": "not recorded (checkpoint predates it)", **meta["extra"]}
-    card = training_card(config, meta["step"], extra)
+    model.load_weights(checkpoint.model_state(tensors))
+    card = training_card(config, meta["step"], meta["extra"])
     return weights.export(model, None if levels else config["lmbda"], directory, card)
 
 

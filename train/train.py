@@ -217,7 +217,7 @@ def training_card(config: dict, step: int, extra: dict) -> dict:
             "images_seen": extra["images_seen"],
             "crop": config["crop"],
             "batch": config["batch"],
-            "hardware": extra.get("hardware") or describe_hardware(config["device"]),
+            "hardware": extra.get("hardware", "not recorded (checkpoint predates it)"),
             "hours": round(extra["seconds"] / 3600, 3),
             "images_per_second": round(extra["images_seen"] / max(extra["seconds"], 1e-9), 2),
             "initialized_from": init,

@@ -27,15 +27,17 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from codec.integer import IntegerSynthesis
 from codec.models import ARCHITECTURES
+from train import checkpoint
 
 
 def half(weights_path: Path, out: Path) -> Path:
     """Write the float16 starting-point copy of `weights_path` (and its card) into `out`."""
+    if out.resolve() == weights_path.parent.resolve():
+        raise ValueError(f"{out} holds the weights themselves: choose another --out")
     card_path = weights_path.with_suffix(".json")
     card = json.loads(card_path.read_text())
     model = ARCHITECTURES[card["model"]](card["N"], card["M"], tuple(card.get("lambdas") or ()))
@@ -46,8 +48,6 @@ def half(weights_path: Path, out: Path) -> Path:
         for key, value in load_file(str(weights_path)).items()
         if not key.startswith(integer_networks)
     }
-    if out.resolve() == weights_path.parent.resolve():
-        raise ValueError(f"{out} holds the weights themselves: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out / weights_path.name))
     shutil.copyfile(card_path, out / card_path.name)
@@ -56,11 +56,10 @@ def half(weights_path: Path, out: Path) -> Path:
 
 def slim(checkpoint_path: Path, out: Path) -> Path:
     """Write `checkpoint_path`'s model tensors and metadata, without optimizer state, to `out`."""
-    with safe_open(str(checkpoint_path), "pt") as f:
-        metadata = f.metadata()
-    tensors = {k: v for k, v in load_file(str(checkpoint_path)).items() if k.startswith("model.")}
+    meta, tensors = checkpoint.read(checkpoint_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(out), metadata=metadata)
+    model = {k: v for k, v in tensors.items() if k.startswith(checkpoint.MODEL)}
+    save_file(model, str(out), metadata={"checkpoint": json.dumps(meta)})
     return out
 
 
