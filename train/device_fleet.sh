@@ -15,7 +15,11 @@
 # A job line is: name arch λ (one: fixed rate; several, comma-separated: variable rate) lr batch init.
 # Every run: N=64, M=96, 256-px crops, warm-up 100 steps, then the learning rate decays to lr/10
 # over the minutes (--lr_by_time); float32 with TF32 (no bf16: these models are launch-bound).
-# A second command on the still-warm machine resumes each $RUNS/<name> checkpoint (its init
+# For more minutes than one command may run (10), start it detached and collect it in a second
+# command issued at once (the machine stays warm for 30 s between commands):
+#   OUT=/tmp/fleetout setsid nohup bash train/device_fleet.sh JOBS 10 > /tmp/fleet.log 2>&1 < /dev/null & sleep 545
+#   then: until grep -q '== done' /tmp/fleet.log; do sleep 3; done; cp /tmp/fleetout/weights.part-* $OUT/
+# Every command carries .whl and .data. A second command on the still-warm machine resumes each $RUNS/<name> checkpoint (its init
 # column is then ignored) with a fresh decay from its lr column: a warm restart.
 # Back here: cat weights.part-* | tar xz   → fleet/<name>.safetensors (checkpoints without
 # optimizer state); python -m train.export fleet/<name>.safetensors runs/export-<name>.
@@ -25,7 +29,8 @@ JOBS=${1:-train/jobs/gpu-finetune.txt}; MINUTES=${2:-7}
 OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; PACK=/tmp/fleet
 [ -f "$JOBS" ] || { echo "no job file $JOBS"; exit 2; }
 mkdir -p "$OUT" "$RUNS"; rm -rf "$PACK"; mkdir -p "$PACK/fleet"
-if [ -z "${LOCAL:-}" ]; then  # LOCAL=1: a dry run on this machine, whose packages are installed
+# LOCAL=1: a dry run on this machine, whose packages are installed; a warm machine keeps /tmp/site
+if [ -z "${LOCAL:-}" ] && [ ! -d /tmp/site/compressai ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
