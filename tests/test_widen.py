@@ -1,0 +1,83 @@
+"""train.widen: more latent channels, the same codec until training uses them."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from codec import weights
+from codec.models import ARCHITECTURES
+from tests.conftest import synthetic_image
+from train.train import main
+from train.widen import widen, widen_file
+
+
+def _image() -> torch.Tensor:
+    return torch.from_numpy(synthetic_image(64, 64, seed=3)).permute(2, 0, 1)[None].float() / 255
+
+
+@pytest.mark.parametrize(
+    ("arch", "lambdas"),
+    [("bmshj2018-factorized", ()), ("bmshj2018-hyperprior", ()), ("bmshj2018-hyperprior", (0.0018, 0.18))],
+)
+def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas):
+    torch.manual_seed(0)
+    narrow = ARCHITECTURES[arch](8, 12, lambdas).eval()
+    wide = widen(narrow, 24)
+    assert wide.M == 24
+    lmbda = lambdas[-1] if lambdas else None
+    x = _image()
+    for model in (narrow, wide):
+        model.update_tables()
+    narrow_streams = narrow.compress(x, lmbda=lmbda)
+    wide_streams = wide.compress(x, lmbda=lmbda)
+    torch.testing.assert_close(
+        wide.decompress(wide_streams, 64, 64, lmbda=lmbda),
+        narrow.decompress(narrow_streams, 64, 64, lmbda=lmbda),
+        rtol=0,
+        atol=1e-5,
+    )
+    assert sum(map(len, wide_streams)) <= sum(map(len, narrow_streams)) + 2
+
+
+def test_training_reaches_the_new_channels_through_the_synthesis_transform():
+    torch.manual_seed(0)
+    wide = widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 24).train()
+    out = wide(_image())
+    bits = sum(-torch.log2(likelihood).sum() for likelihood in out["likelihoods"].values())
+    (torch.mean((out["x_hat"] - _image()) ** 2) + 1e-3 * bits).backward()
+    assert wide.g_s[0].weight.grad[12:].abs().sum() > 0
+
+
+def test_widening_refuses_other_models_and_fewer_channels():
+    with pytest.raises(ValueError, match="not supported"):
+        widen(ARCHITECTURES["minnen2020-channelwise"](8, 12), 24)
+    with pytest.raises(ValueError, match="smaller"):
+        widen(ARCHITECTURES["bmshj2018-factorized"](8, 12), 8)
+
+
+def test_widened_weights_carry_their_origin_and_start_a_wider_training_run(tmp_path):
+    model = ARCHITECTURES["bmshj2018-factorized"](8, 12)
+    shipped = weights.export(model, 0.01, tmp_path / "shipped", {"training": {"steps": 7}})
+    card_path = widen_file(shipped.with_suffix(".safetensors"), 20, tmp_path / "wide")
+    card = json.loads(card_path.read_text())
+    assert card["M"] == 20 and card["lambda"] == 0.01
+    assert card["training"]["widened_from"]["sha256"] == json.loads(shipped.read_text())["sha256"]
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    main(
+        [
+            "--arch=bmshj2018-factorized", "--N=8", "--M=20", "--crop=64", "--batch=2", "--lmbda=0.01", "--steps=2",
+            f"--data={data}", f"--init={card_path.with_suffix('.safetensors')}", f"--out_dir={tmp_path / 'run'}",
+            f"--export_dir={tmp_path / 'export'}",
+        ]
+    )  # fmt: skip
+    (exported,) = (tmp_path / "export").glob("*.json")
+    trained = json.loads(exported.read_text())
+    assert trained["M"] == 20
+    assert trained["training"]["initialized_from"]["sha256"] == card["sha256"]
+    assert trained["training"]["total_steps"] == 7 + 2  # the narrow model's steps count on

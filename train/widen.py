@@ -1,0 +1,139 @@
+"""Give a trained model more latent channels (a larger M) without changing what it codes.
+
+    python -m train.widen WEIGHTS... --M 192 --out DIR
+
+Why: the transforms of an N=64, M=96 model cannot reconstruct Kodak much above 32 dB even
+without quantization (g_s(g_a(x)) with the latent unrounded): 96 latent channels per 16×16
+block of RGB pixels is an 8:1 reduction of the dimension before any coding. The shipped
+models stall there at high rates, whatever λ asks for. CompressAI's models of the same
+architectures use M=192 (and M=320 at their highest rates). Training a wider model from
+scratch would throw away the hours already spent on the narrow one; widening keeps them.
+
+How (function-preserving growth, in the spirit of Chen, Goodfellow, Shlens 2016, "Net2Net"):
+the new latent channels start silent and cost no bits, so the widened model codes every image
+exactly as before (up to the new channels' rounding), and fine-tuning then decides what to put
+in them.
+
+* g_a's last convolution gets new output channels with small random weights and zero bias
+  (the factorized model: the bias is the median of their density, below): small values that
+  round away;
+* g_s's first (transposed) convolution ignores them: zero weights from the new channels, so
+  the reconstruction is unchanged; their gradient is not zero, which lets training use them;
+* scale hyperprior: h_a ignores them (zero input weights) and h_s predicts the smallest scale
+  for them (zero weights, bias at the 0.11 lower bound, where its ReLU still passes a gradient);
+* factorized prior: each new channel's density is a copy of the existing channel that gives
+  its median the highest probability, narrowed a hundredfold around zero, so that its median
+  symbol has a probability near one and a new channel costs almost nothing;
+* a variable-rate model's gain units give the new channels unit gain at every λ.
+
+Only the two models whose every M-sized tensor is listed above are supported; the channel-wise
+model's slices would have to be regrouped too. The widened weights are exported with their CDF
+tables and integer networks rebuilt, and a card naming what they were widened from. They are a
+starting point for training (`python -m train --M=... --init=...`), not better weights by
+themselves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from codec import weights
+from codec.models import ARCHITECTURES
+from codec.models.base import LatentCodecModel
+from codec.models.factorized import FactorizedPrior
+from codec.models.hyperprior import SCALE_MIN, ScaleHyperprior
+
+NEW_WEIGHT_SCALE = 0.01  # of the default initialization, for g_a's new output channels
+SHARPEN = 100.0  # the factorized model's new densities: a copied one, narrowed by this factor
+
+
+@torch.no_grad()
+def widen(model: LatentCodecModel, M: int, seed: int = 0) -> LatentCodecModel:
+    """A copy of `model` with M latent channels (M ≥ model.M) that reconstructs identically."""
+    if type(model) not in (FactorizedPrior, ScaleHyperprior):
+        raise ValueError(f"widening {model.name} is not supported (only the factorized and scale hyperprior models)")
+    if M < model.M:
+        raise ValueError(f"M={M} is smaller than the model's M={model.M}")
+    old_M = model.M
+    torch.manual_seed(seed)
+    wide = type(model)(model.N, M, model.lambdas)
+    trained = dict(model.named_parameters())
+    for name, parameter in wide.named_parameters():
+        old = trained[name]
+        parameter[tuple(slice(0, n) for n in old.shape)] = old  # the trained part, in place
+    new = slice(old_M, M)
+
+    last_analysis, first_synthesis = wide.g_a[-1], wide.g_s[0]
+    last_analysis.weight[new] *= NEW_WEIGHT_SCALE
+    last_analysis.bias[new] = 0.0
+    first_synthesis.weight[new] = 0.0  # ConvTranspose2d weights are (in, out, k, k)
+    if isinstance(wide, ScaleHyperprior):
+        wide.h_a[0].weight[:, new] = 0.0
+        wide.h_s[-2].weight[new] = 0.0
+        wide.h_s[-2].bias[new] = SCALE_MIN
+    else:
+        bottleneck = wide.entropy_bottleneck
+        source = most_probable_channel(model)
+        for parameter in bottleneck.parameters():
+            parameter[new] = parameter[source].clone()
+        # Density x ↦ p(SHARPEN·x): the first layer of the CDF network is the only one that sees x.
+        first = bottleneck.matrices[0]
+        first[new] = torch.log(torch.expm1(SHARPEN * torch.nn.functional.softplus(first[new])))
+        bottleneck.quantiles[new] /= SHARPEN
+        last_analysis.bias[new] = bottleneck.quantiles[new, 0, 1]
+    if wide.gain_units is not None:
+        wide.gain_units.log_gain[:, new] = 0.0
+        wide.gain_units.log_inverse_gain[:, new] = 0.0
+    return wide.eval()
+
+
+@torch.no_grad()
+def most_probable_channel(model: FactorizedPrior) -> int:
+    """The entropy-bottleneck channel whose median symbol has the highest probability."""
+    bottleneck = model.entropy_bottleneck.eval()
+    medians = bottleneck.quantiles[:, 0, 1].view(1, -1, 1, 1)
+    _, likelihood = bottleneck(medians, training=False)
+    return int(likelihood.flatten().argmax())
+
+
+def widen_file(weights_path: Path, M: int, out: Path) -> Path:
+    """Widen the weights at `weights_path` (with their card beside them) and export them into `out`."""
+    card = json.loads(weights_path.with_suffix(".json").read_text())
+    lambdas = tuple(card.get("lambdas") or ())
+    model = ARCHITECTURES[card["model"]](card["N"], card["M"], lambdas)
+    model.load_weights(load_file(str(weights_path)))
+    wide = widen(model, M)
+    source = {key: card.get(key) for key in ("model", "N", "M", "lambda", "weights", "sha256")}
+    trained = card.get("training") or {}
+    training = {  # the training so far, carried on to the runs that start from these weights
+        "total_steps": trained.get("total_steps", trained.get("steps")),
+        "total_hours": trained.get("total_hours", trained.get("hours")),
+        "note": f"widened from M={card['M']} to M={M} by train.widen (the new channels silent); not trained since",
+        "widened_from": {**source, "training": trained},
+    }
+    return weights.export(wide, None if lambdas else card["lambda"], out, {"training": training})
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m train.widen", description=__doc__.splitlines()[0])
+    parser.add_argument("weights", type=Path, nargs="+")
+    parser.add_argument("--M", type=int, required=True, help="the new number of latent channels")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if any(args.out.resolve() == path.parent.resolve() for path in args.weights):
+        sys.exit(f"train.widen: {args.out} holds the weights themselves: choose another --out")
+    for path in args.weights:
+        try:
+            print(widen_file(path, args.M, args.out))
+        except (OSError, ValueError, KeyError) as error:
+            sys.exit(f"train.widen: {path}: {error}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
