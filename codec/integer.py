@@ -17,7 +17,8 @@ is measured by benchmarks/robustness_costs.py):
 * activations are fixed-point integers with `FRACTION_BITS` fractional bits;
   the input z_hat = z_symbols + median becomes z_symbols·2^F + round(median·2^F);
 * each layer's weights are integers, round(w·2^q), with the largest magnitude
-  below 2^`WEIGHT_BITS`; its bias is round(b·2^(F+q));
+  below 2^`WEIGHT_BITS` (a bit less for layers with more than 4096 inputs per
+  output, `layer_weight_bits`); its bias is round(b·2^(F+q));
 * a layer is accumulated in float64 on integer values whose partial sums all
   stay below 2^53 (activations are clamped to ±2^`ACTIVATION_BITS`), so every
   addition is exact and the result does not depend on the summation order;
@@ -52,9 +53,23 @@ from torch import Tensor, nn
 
 FRACTION_BITS = 14
 WEIGHT_BITS = 13
+MIN_WEIGHT_BITS = 9
 ACTIVATION_BITS = 28
 _LIMIT = float(1 << ACTIVATION_BITS)
 BAND_ROWS = 32  # input rows per band of a layer (bounds float64 im2col buffers on huge images)
+
+
+def layer_weight_bits(fan_in: int) -> int:
+    """The weight precision of a layer with `fan_in` inputs per output: `WEIGHT_BITS`, one bit less
+    for each doubling of the fan-in beyond 2^12, so that every partial sum stays below 2^52
+    (2^53 less headroom for the bias). Narrower layers, all of those shipped with M=96, keep
+    the full precision, so their integers do not change."""
+    bits = WEIGHT_BITS
+    while fan_in * 2.0 ** (ACTIVATION_BITS + bits - 1) >= 2.0**52:
+        bits -= 1
+    if bits < MIN_WEIGHT_BITS:
+        raise ValueError(f"a layer with fan-in {fan_in} would keep only {bits} weight bits")
+    return bits
 
 
 class IntegerSynthesis(nn.Module):
@@ -96,9 +111,8 @@ class IntegerSynthesis(nn.Module):
         for i, (conv, relu) in enumerate(convs):
             weight = conv.weight.detach().double().cpu()
             fan_in = weight[0].numel() if not isinstance(conv, nn.ConvTranspose2d) else weight[:, 0].numel()
-            if fan_in * 2.0 ** (ACTIVATION_BITS + WEIGHT_BITS - 1) >= 2.0**52:  # 2^52: headroom for the bias
-                raise ValueError(f"layer {i} has fan-in {fan_in}: its sums could exceed 2^53 and lose exactness")
-            shift = WEIGHT_BITS - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
+            weight_bits = layer_weight_bits(fan_in)
+            shift = weight_bits - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
             setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
             out_channels = weight.shape[1] if isinstance(conv, nn.ConvTranspose2d) else weight.shape[0]
             bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(out_channels)

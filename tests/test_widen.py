@@ -19,7 +19,12 @@ def _image() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     ("arch", "lambdas"),
-    [("bmshj2018-factorized", ()), ("bmshj2018-hyperprior", ()), ("bmshj2018-hyperprior", (0.0018, 0.18))],
+    [
+        ("bmshj2018-factorized", ()),
+        ("bmshj2018-hyperprior", ()),
+        ("bmshj2018-hyperprior", (0.0018, 0.18)),
+        ("minnen2020-channelwise", (0.0018, 0.18)),
+    ],
 )
 def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas):
     torch.manual_seed(0)
@@ -52,7 +57,9 @@ def test_training_reaches_the_new_channels_through_the_synthesis_transform():
 
 def test_widening_refuses_other_models_and_fewer_channels():
     with pytest.raises(ValueError, match="not supported"):
-        widen(ARCHITECTURES["minnen2020-channelwise"](8, 12), 24)
+        widen(ARCHITECTURES["mbt2018-mean"](8, 12), 24)
+    with pytest.raises(ValueError, match="slices"):
+        widen(ARCHITECTURES["minnen2020-channelwise"](8, 12), 22)
     with pytest.raises(ValueError, match="smaller"):
         widen(ARCHITECTURES["bmshj2018-factorized"](8, 12), 8)
 

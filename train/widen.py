@@ -24,13 +24,19 @@ in them.
 * factorized prior: each new channel's density is a copy of the existing channel that gives
   its median the highest probability, narrowed a hundredfold around zero, so that its median
   symbol has a probability near one and a new channel costs almost nothing;
-* a variable-rate model's gain units give the new channels unit gain at every λ.
+* a variable-rate model's gain units start the new channels at the usual gains (∝ λ^½).
 
-Only the two models whose every M-sized tensor is listed above are supported; the channel-wise
-model's slices would have to be regrouped too. The widened weights are exported with their CDF
-tables and integer networks rebuilt, and a card naming what they were widened from. They are a
-starting point for training (`python -m train --M=... --init=...`), not better weights by
-themselves.
+The channel-wise model (Minnen & Singh 2020) grows the same way, slice by slice: each of its
+slices gets the new channels at its end, with the smallest scale and a zero mean from its
+entropy-parameter network, and every network whose width follows M (h_s, the entropy-parameter
+and residual-prediction networks) gets new hidden units that feed only zero weights. An M=192
+mean-scale h_s has layers with more than 4096 inputs per output; their integer copies keep a
+bit less weight precision so that their sums stay exact (codec/integer.py). The mean-scale
+hyperprior alone is not supported.
+
+The widened weights are exported with their CDF tables and integer networks rebuilt, and a
+card naming what they were widened from. They are a starting point for training
+(`python -m train --M=... --init=...`), not better weights by themselves.
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch import Tensor
 
 from codec import weights
 from codec.models import ARCHITECTURES
 from codec.models.base import LatentCodecModel
+from codec.models.channelwise import NUM_SLICES, ChannelwiseAutoregressive
 from codec.models.factorized import FactorizedPrior
 from codec.models.hyperprior import SCALE_MIN, ScaleHyperprior
 
@@ -56,12 +64,19 @@ SHARPEN = 100.0  # the factorized model's new densities: a copied one, narrowed 
 @torch.no_grad()
 def widen(model: LatentCodecModel, M: int, seed: int = 0) -> LatentCodecModel:
     """A copy of `model` with M latent channels (M ≥ model.M) that reconstructs identically."""
-    if type(model) not in (FactorizedPrior, ScaleHyperprior):
-        raise ValueError(f"widening {model.name} is not supported (only the factorized and scale hyperprior models)")
+    if type(model) not in (FactorizedPrior, ScaleHyperprior, ChannelwiseAutoregressive):
+        raise ValueError(f"widening {model.name} is not supported")
     if M < model.M:
         raise ValueError(f"M={M} is smaller than the model's M={model.M}")
-    old_M = model.M
     torch.manual_seed(seed)
+    if isinstance(model, ChannelwiseAutoregressive):
+        return _widen_channelwise(model, M)
+    return _widen_single_latent(model, M)
+
+
+def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int) -> LatentCodecModel:
+    """The factorized and scale-hyperprior models: new channels appended after the old ones."""
+    old_M = model.M
     wide = type(model)(model.N, M, model.lambdas)
     trained = dict(model.named_parameters())
     for name, parameter in wide.named_parameters():
@@ -87,9 +102,63 @@ def widen(model: LatentCodecModel, M: int, seed: int = 0) -> LatentCodecModel:
         first[new] = torch.log(torch.expm1(SHARPEN * torch.nn.functional.softplus(first[new])))
         bottleneck.quantiles[new] /= SHARPEN
         last_analysis.bias[new] = bottleneck.quantiles[new, 0, 1]
-    if wide.gain_units is not None:
-        wide.gain_units.log_gain[:, new] = 0.0
-        wide.gain_units.log_inverse_gain[:, new] = 0.0
+    return wide.eval()
+
+
+def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseAutoregressive:
+    """The channel-wise model: y is coded in NUM_SLICES slices, so each slice grows at its end,
+    and every network whose width follows M grows with it. Each tensor's trained entries keep
+    their meaning at new positions; inputs from anything new get zero weights (so nothing old
+    changes), new hidden units keep their default initialization (they feed only zero weights),
+    and the new slice channels get g_a's small weights, the smallest scale and a zero mean."""
+    if M % NUM_SLICES:
+        raise ValueError(f"M={M} does not split into {NUM_SLICES} slices")
+    old_M, old_s, s = model.M, model.M // NUM_SLICES, M // NUM_SLICES
+    wide = ChannelwiseAutoregressive(model.N, M, model.lambdas)
+    y = torch.tensor([(c // old_s) * s + c % old_s for c in range(old_M)])  # old channel of y → new
+
+    def support(slices: int) -> Tensor:
+        """Positions of an old entropy-parameter / LRP input: h_s's 2M outputs, then decoded slices."""
+        decoded = [2 * M + j * s + k for j in range(slices) for k in range(old_s)]
+        return torch.cat([torch.arange(2 * old_M), torch.tensor(decoded, dtype=torch.long)])
+
+    slice_outputs = torch.cat([torch.arange(old_s), s + torch.arange(old_s)])  # (scales, means) of a slice
+    # name: (map of dim 0, map of dim 1); None: the first positions. Convolutions are (out, in, k, k),
+    # transposed ones (in, out, k, k).
+    maps: dict[str, tuple[Tensor | None, ...]] = {"g_a.6": (y, None), "g_s.0": (y, None), "h_a.0": (None, y)}
+    for i in range(NUM_SLICES):
+        maps[f"entropy_parameters.{i}.0"] = (None, support(i))
+        maps[f"entropy_parameters.{i}.4"] = (slice_outputs, None)
+        maps[f"residual_prediction.{i}.0"] = (None, support(i + 1))
+    maps["gain_units.log_gain"] = maps["gain_units.log_inverse_gain"] = (None, y)
+    inputs_dim = {"g_s.0": 0, "h_s.0": 0, "h_s.2": 0}  # transposed convolutions; others: dim 1
+
+    trained = dict(model.named_parameters())
+    for name, parameter in wide.named_parameters():
+        old = trained[name]
+        module = name.rsplit(".", 1)[0]
+        dims = maps.get(name, maps.get(module, ()))
+        if name.endswith(".bias"):  # a bias follows its weight's output dimension
+            dims = dims[1 if module in inputs_dim else 0 :][:1]
+        index = [dims[d] if d < len(dims) and dims[d] is not None else torch.arange(n) for d, n in enumerate(old.shape)]
+        if name.endswith(".weight") and parameter.dim() == 4:  # inputs from anything new: zero weights
+            d = inputs_dim.get(module, 1)
+            kept = torch.zeros(parameter.shape[d], dtype=torch.bool)
+            kept[index[d]] = True
+            parameter.index_fill_(d, torch.nonzero(~kept).flatten(), 0.0)
+        parameter[torch.meshgrid(*index, indexing="ij")] = old
+
+    new_y = torch.ones(M, dtype=torch.bool)
+    new_y[y] = False
+    new_y = torch.nonzero(new_y).flatten()
+    wide.g_a[-1].weight[new_y] *= NEW_WEIGHT_SCALE
+    wide.g_a[-1].bias[new_y] = 0.0
+    new_in_slice = torch.arange(old_s, s)
+    for i in range(NUM_SLICES):
+        parameters, residual = wide.entropy_parameters[i][-1], wide.residual_prediction[i][-1]
+        parameters.weight[new_in_slice] = parameters.weight[s + new_in_slice] = 0.0
+        parameters.bias[new_in_slice], parameters.bias[s + new_in_slice] = SCALE_MIN, 0.0
+        residual.weight[new_in_slice], residual.bias[new_in_slice] = 0.0, 0.0
     return wide.eval()
 
 
