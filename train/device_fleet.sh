@@ -13,7 +13,8 @@
 #   bash train/device_fleet.sh [JOBS] [MINUTES]          (JOBS: train/jobs/gpu-finetune.txt)
 # with a command limit about 2 minutes above MINUTES (start-up, loading, final checkpoints, packing).
 # A job line is: name arch λ (one: fixed rate; several, comma-separated: variable rate) lr batch init.
-# Every run: N=64, M=96, 256-px crops, warm-up 100 steps, then the learning rate decays to lr/10
+# Every run: N and M of its starting point's card (.data/init/<init>.json; an init may name a
+# subfolder, e.g. wide/<stem> for weights grown by train.widen), 256-px crops, warm-up 100 steps, then the learning rate decays to lr/10
 # over the minutes (--lr_by_time); float32 with TF32 (no bf16: these models are launch-bound).
 # For more minutes than one command may run (10), start it detached and collect it in a second
 # command issued at once (the machine stays warm for 30 s between commands):
@@ -42,7 +43,10 @@ while read -r name arch lambdas lr batch init _; do
   rate="--lmbda=$lambdas"; [[ "$lambdas" == *,* ]] && rate="--lambdas=$lambdas"
   [ -f "$RUNS/$name/ckpt.safetensors" ] || [ -f ".data/init/$init.safetensors" ] \
     || { echo "$name: no .data/init/$init.safetensors, skipped"; failed=$((failed + 1)); continue; }
-  timeout "$(python3 -c "print(int(60 * $MINUTES + 120))")" python3 -m train --arch="$arch" --N=64 --M=96 \
+  widths=$(python3 -c "import json; c = json.load(open('.data/init/$init.json')); print(f'--N={c[\"N\"]} --M={c[\"M\"]}')" 2> /dev/null) \
+    || { echo "$name: no card .data/init/$init.json, skipped"; failed=$((failed + 1)); continue; }
+  # shellcheck disable=SC2086  # $widths is two options
+  timeout "$(python3 -c "print(int(60 * $MINUTES + 120))")" python3 -m train --arch="$arch" $widths \
     "$rate" --data=.data/train --crop=256 --batch="$batch" --lr="$lr" --lr_final="$(python3 -c "print($lr / 10)")" \
     --warmup=100 --max_minutes="$MINUTES" --lr_by_time=true --amp=none --threads=1 --checkpoint_minutes=2 \
     --log_every=100 --init=".data/init/$init.safetensors" --out_dir="$RUNS/$name" \
