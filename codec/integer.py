@@ -17,7 +17,7 @@ is measured by benchmarks/robustness_costs.py):
 * activations are fixed-point integers with `FRACTION_BITS` fractional bits;
   the input z_hat = z_symbols + median becomes z_symbols·2^F + round(median·2^F);
 * each layer's weights are integers, round(w·2^q), with the largest magnitude
-  below 2^`WEIGHT_BITS` (a bit less for layers with more than 4096 inputs per
+  below 2^`WEIGHT_BITS` (a bit less for layers summing 4096 or more products per
   output, `layer_weight_bits`); its bias is round(b·2^(F+q));
 * a layer is accumulated in float64 on integer values whose partial sums all
   stay below 2^53 (activations are clamped to ±2^`ACTIVATION_BITS`), so every
@@ -59,11 +59,21 @@ _LIMIT = float(1 << ACTIVATION_BITS)
 BAND_ROWS = 32  # input rows per band of a layer (bounds float64 im2col buffers on huge images)
 
 
+def products_per_output(conv: nn.Conv2d | nn.ConvTranspose2d) -> int:
+    """How many weight × activation products one output of `conv` sums: in·k² for a convolution;
+    for a transposed one of stride s only in·⌈k/s⌉², since each output position meets only every
+    s-th kernel tap in each direction (the rest multiply the zeros between input samples)."""
+    kernel, stride = conv.kernel_size, conv.stride
+    if isinstance(conv, nn.ConvTranspose2d):
+        return conv.in_channels * math.ceil(kernel[0] / stride[0]) * math.ceil(kernel[1] / stride[1])
+    return conv.in_channels // conv.groups * kernel[0] * kernel[1]
+
+
 def layer_weight_bits(fan_in: int) -> int:
-    """The weight precision of a layer with `fan_in` inputs per output: `WEIGHT_BITS`, one bit less
-    for each doubling of the fan-in beyond 2^12, so that every partial sum stays below 2^52
-    (2^53 less headroom for the bias). Narrower layers, all of those shipped with M=96, keep
-    the full precision, so their integers do not change."""
+    """The weight precision of a layer whose outputs each sum `fan_in` products: `WEIGHT_BITS`, one
+    bit less for each doubling of the fan-in from 2^12 on, so that every partial sum stays below
+    2^52 (2^53 less headroom for the bias). Smaller layers, all of those shipped so far, keep the
+    full precision, so their integers do not change."""
     bits = WEIGHT_BITS
     while fan_in * 2.0 ** (ACTIVATION_BITS + bits - 1) >= 2.0**52:
         bits -= 1
@@ -110,7 +120,7 @@ class IntegerSynthesis(nn.Module):
         kinds = []
         for i, (conv, relu) in enumerate(convs):
             weight = conv.weight.detach().double().cpu()
-            fan_in = weight[0].numel() if not isinstance(conv, nn.ConvTranspose2d) else weight[:, 0].numel()
+            fan_in = products_per_output(conv)
             weight_bits = layer_weight_bits(fan_in)
             shift = weight_bits - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
             setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())

@@ -14,11 +14,12 @@ the new latent channels start silent and cost no bits, so the widened model code
 exactly as before (up to the new channels' rounding), and fine-tuning then decides what to put
 in them.
 
-* g_a's last convolution gets new output channels with small random weights and zero bias
-  (the factorized model: the bias is the median of their density, below): small values that
-  round away;
-* g_s's first (transposed) convolution ignores them: zero weights from the new channels, so
-  the reconstruction is unchanged; their gradient is not zero, which lets training use them;
+* g_a's last convolution gets new output channels with small random weights and zero bias:
+  small values that round away (to 0, or in the factorized model to their density's median);
+* g_s's first (transposed) convolution gets small random weights from them, which change
+  nothing when coding (ŷ is exactly 0 there) but carry the distortion's gradient back to g_a
+  in training; the factorized model, whose ŷ there is not 0, gets zero weights instead (it
+  trains with additive noise, so those weights still get a gradient);
 * scale hyperprior: h_a ignores them (zero input weights) and h_s predicts the smallest scale
   for them (zero weights, bias at the 0.11 lower bound, where its ReLU still passes a gradient);
 * factorized prior: each new channel's density is a copy of the existing channel that gives
@@ -63,15 +64,16 @@ SHARPEN = 100.0  # the factorized model's new densities: a copied one, narrowed 
 
 @torch.no_grad()
 def widen(model: LatentCodecModel, M: int, seed: int = 0) -> LatentCodecModel:
-    """A copy of `model` with M latent channels (M ≥ model.M) that reconstructs identically."""
+    """A copy of `model` with M latent channels (M ≥ model.M) that codes as `model` does."""
     if type(model) not in (FactorizedPrior, ScaleHyperprior, ChannelwiseAutoregressive):
         raise ValueError(f"widening {model.name} is not supported")
     if M < model.M:
         raise ValueError(f"M={M} is smaller than the model's M={model.M}")
-    torch.manual_seed(seed)
-    if isinstance(model, ChannelwiseAutoregressive):
-        return _widen_channelwise(model, M)
-    return _widen_single_latent(model, M)
+    with torch.random.fork_rng():  # the new weights' draws leave the caller's random state alone
+        torch.manual_seed(seed)
+        if isinstance(model, ChannelwiseAutoregressive):
+            return _widen_channelwise(model, M)
+        return _widen_single_latent(model, M)
 
 
 def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int) -> LatentCodecModel:
@@ -87,21 +89,21 @@ def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int) -> La
     last_analysis, first_synthesis = wide.g_a[-1], wide.g_s[0]
     last_analysis.weight[new] *= NEW_WEIGHT_SCALE
     last_analysis.bias[new] = 0.0
-    first_synthesis.weight[new] = 0.0  # ConvTranspose2d weights are (in, out, k, k)
     if isinstance(wide, ScaleHyperprior):
+        first_synthesis.weight[new] *= NEW_WEIGHT_SCALE  # ŷ is exactly 0 there when coding
         wide.h_a[0].weight[:, new] = 0.0
         wide.h_s[-2].weight[new] = 0.0
         wide.h_s[-2].bias[new] = SCALE_MIN
     else:
+        first_synthesis.weight[new] = 0.0  # ŷ is the new densities' median there, not 0
         bottleneck = wide.entropy_bottleneck
         source = most_probable_channel(model)
         for parameter in bottleneck.parameters():
             parameter[new] = parameter[source].clone()
         # Density x ↦ p(SHARPEN·x): the first layer of the CDF network is the only one that sees x.
         first = bottleneck.matrices[0]
-        first[new] = torch.log(torch.expm1(SHARPEN * torch.nn.functional.softplus(first[new])))
+        first[new] = inverse_softplus(SHARPEN * torch.nn.functional.softplus(first[new]))
         bottleneck.quantiles[new] /= SHARPEN
-        last_analysis.bias[new] = bottleneck.quantiles[new, 0, 1]
     return wide.eval()
 
 
@@ -115,6 +117,7 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseA
         raise ValueError(f"M={M} does not split into {NUM_SLICES} slices")
     old_M, old_s, s = model.M, model.M // NUM_SLICES, M // NUM_SLICES
     wide = ChannelwiseAutoregressive(model.N, M, model.lambdas)
+    default_synthesis = wide.g_s[0].weight.clone()
     y = torch.tensor([(c // old_s) * s + c % old_s for c in range(old_M)])  # old channel of y → new
 
     def support(slices: int) -> Tensor:
@@ -153,6 +156,9 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseA
     new_y = torch.nonzero(new_y).flatten()
     wide.g_a[-1].weight[new_y] *= NEW_WEIGHT_SCALE
     wide.g_a[-1].bias[new_y] = 0.0
+    # Not zero, though coding never sees it (ŷ is exactly 0 there): training rounds ŷ straight
+    # through, so only these weights carry the distortion's gradient back to the new channels.
+    wide.g_s[0].weight[new_y] = NEW_WEIGHT_SCALE * default_synthesis[new_y]
     new_in_slice = torch.arange(old_s, s)
     for i in range(NUM_SLICES):
         parameters, residual = wide.entropy_parameters[i][-1], wide.residual_prediction[i][-1]
@@ -162,12 +168,17 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseA
     return wide.eval()
 
 
+def inverse_softplus(x: Tensor) -> Tensor:
+    """The y with softplus(y) = x > 0, without overflow: x + log(1 − e^−x)."""
+    return x + torch.log(-torch.expm1(-x))
+
+
 @torch.no_grad()
 def most_probable_channel(model: FactorizedPrior) -> int:
     """The entropy-bottleneck channel whose median symbol has the highest probability."""
-    bottleneck = model.entropy_bottleneck.eval()
+    bottleneck = model.entropy_bottleneck
     medians = bottleneck.quantiles[:, 0, 1].view(1, -1, 1, 1)
-    _, likelihood = bottleneck(medians, training=False)
+    _, likelihood = bottleneck(medians, training=False)  # rounds to the medians in any mode
     return int(likelihood.flatten().argmax())
 
 
