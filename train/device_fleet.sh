@@ -20,9 +20,9 @@
 # command issued at once (the machine stays warm for 30 s between commands):
 #   OUT=/tmp/fleetout setsid nohup bash train/device_fleet.sh JOBS 10 > /tmp/fleet.log 2>&1 < /dev/null & sleep 545
 #   then: until grep -q '== done' /tmp/fleet.log; do sleep 3; done; cp /tmp/fleetout/weights.part-* $OUT/
-# Every command carries .whl and .data. A second command on the still-warm machine resumes each $RUNS/<name> checkpoint (its init
-# weights are then ignored, but their card still gives N and M) with a fresh decay from its lr
-# column: a warm restart.
+# Every command carries .whl and .data. A second command on the still-warm machine resumes
+# each $RUNS/<name> checkpoint (its init weights are then ignored, but their card still gives
+# N and M) with a fresh decay from its lr column: a warm restart.
 # Back here: cat weights.part-* | tar xz   → fleet/<name>.safetensors (checkpoints without
 # optimizer state); python -m train.export fleet/<name>.safetensors runs/export-<name>.
 # The way back holds at most 64 MB: 13 N=64 runs come to about 53 MB.
