@@ -18,7 +18,8 @@ is measured by benchmarks/robustness_costs.py):
   the input z_hat = z_symbols + median becomes z_symbols·2^F + round(median·2^F);
 * each layer's weights are integers, round(w·2^q), with the largest magnitude
   below 2^`WEIGHT_BITS` (a bit less for layers summing 4096 or more products per
-  output, `layer_weight_bits`); its bias is round(b·2^(F+q));
+  output, `layer_weight_bits`); its bias is round(b·2^(F+q)), q lowered if
+  that would reach 2^50;
 * a layer is accumulated in float64 on integer values whose partial sums all
   stay below 2^53 (activations are clamped to ±2^`ACTIVATION_BITS`), so every
   addition is exact and the result does not depend on the summation order;
@@ -123,9 +124,12 @@ class IntegerSynthesis(nn.Module):
             fan_in = products_per_output(conv)
             weight_bits = layer_weight_bits(fan_in)
             shift = weight_bits - 1 - math.ceil(math.log2(max(weight.abs().max().item(), 1e-12)))
-            setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
             out_channels = weight.shape[1] if isinstance(conv, nn.ConvTranspose2d) else weight.shape[0]
             bias = conv.bias.detach().double().cpu() if conv.bias is not None else torch.zeros(out_channels)
+            largest_bias = bias.abs().max().item() if bias.numel() else 0.0
+            if largest_bias > 0:  # the bias's integer stays below 2^50, within the sums' headroom
+                shift = min(shift, 50 - FRACTION_BITS - math.ceil(math.log2(largest_bias)))
+            setattr(net, f"weight{i}", torch.round(weight * 2.0**shift).long())
             setattr(net, f"bias{i}", torch.round(bias * 2.0 ** (FRACTION_BITS + shift)).long())
             setattr(net, f"shift{i}", torch.tensor(shift, dtype=torch.int64))
             transposed = isinstance(conv, nn.ConvTranspose2d)

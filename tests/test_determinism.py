@@ -121,6 +121,17 @@ def test_layers_summing_many_products_keep_exact_sums_with_fewer_weight_bits():
     # so |sum| ≤ 4800 · 2^11 · 2^28 < 2^52: exact in float64 in any order
 
 
+def test_a_layer_with_tiny_weights_and_a_large_bias_keeps_its_integers_within_exact_range():
+    layer = torch.nn.Conv2d(4, 2, 3, 1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(0.0)
+        layer.bias.fill_(100.0)
+    net = integer.IntegerSynthesis.quantize(torch.nn.Sequential(layer))
+    assert net.bias0.abs().max() < 2**50
+    out = net.run(torch.zeros(1, 4, 3, 3))
+    assert torch.equal(out, torch.full_like(out, 100.0 * 2**FRACTION_BITS))
+
+
 def test_integer_network_follows_the_float_network_closely(shipped):
     net = shipped_hyperprior()
     z = hyper_latent(net, natural_image(256, 256))
