@@ -51,7 +51,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from codec import weights
 from codec.models import ARCHITECTURES
@@ -80,24 +80,17 @@ def widen(model: LatentCodecModel, M: int, seed: int = 0) -> LatentCodecModel:
 
 def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int) -> LatentCodecModel:
     """The factorized and scale-hyperprior models: new channels appended after the old ones."""
-    old_M = model.M
     wide = type(model)(model.N, M, model.lambdas)
-    trained = dict(model.named_parameters())
-    for name, parameter in wide.named_parameters():
-        old = trained[name]
-        parameter[tuple(slice(0, n) for n in old.shape)] = old  # the trained part, in place
-    new = slice(old_M, M)
-
-    last_analysis, first_synthesis = wide.g_a[-1], wide.g_s[0]
-    last_analysis.weight[new] *= NEW_WEIGHT_SCALE
-    last_analysis.bias[new] = 0.0
+    default_synthesis = wide.g_s[0].weight.clone()
+    _embed(model, wide, {})  # zero weights from new inputs: g_s's and h_a's from the new channels
+    new = slice(model.M, M)
+    wide.g_a[-1].weight[new] *= NEW_WEIGHT_SCALE
+    wide.g_a[-1].bias[new] = 0.0
     if isinstance(wide, ScaleHyperprior):
-        first_synthesis.weight[new] *= NEW_WEIGHT_SCALE  # ŷ is exactly 0 there when coding
-        wide.h_a[0].weight[:, new] = 0.0
+        wide.g_s[0].weight[new] = NEW_WEIGHT_SCALE * default_synthesis[new]  # ŷ is exactly 0 there
         wide.h_s[-2].weight[new] = 0.0
         wide.h_s[-2].bias[new] = SCALE_MIN
-    else:
-        first_synthesis.weight[new] = 0.0  # ŷ is the new densities' median there, not 0
+    else:  # g_s keeps zero weights: ŷ there is the new densities' median, not 0
         bottleneck = wide.entropy_bottleneck
         source = most_probable_channel(model)
         for parameter in bottleneck.parameters():
@@ -111,10 +104,9 @@ def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int) -> La
 
 def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseAutoregressive:
     """The channel-wise model: y is coded in NUM_SLICES slices, so each slice grows at its end,
-    and every network whose width follows M grows with it. Each tensor's trained entries keep
-    their meaning at new positions; inputs from anything new get zero weights (so nothing old
-    changes), new hidden units keep their default initialization (they feed only zero weights),
-    and the new slice channels get g_a's small weights, the smallest scale and a zero mean."""
+    and every network whose width follows M grows with it (new hidden units keep their default
+    initialization: they feed only zero weights). The new slice channels get g_a's small
+    weights, the smallest scale and a zero mean."""
     if M % NUM_SLICES:
         raise ValueError(f"M={M} does not split into {NUM_SLICES} slices")
     old_M, old_s, s = model.M, model.M // NUM_SLICES, M // NUM_SLICES
@@ -128,30 +120,13 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseA
         return torch.cat([torch.arange(2 * old_M), torch.tensor(decoded, dtype=torch.long)])
 
     slice_outputs = torch.cat([torch.arange(old_s), s + torch.arange(old_s)])  # (scales, means) of a slice
-    # name: (map of dim 0, map of dim 1); None: the first positions. Convolutions are (out, in, k, k),
-    # transposed ones (in, out, k, k).
     maps: dict[str, tuple[Tensor | None, ...]] = {"g_a.6": (y, None), "g_s.0": (y, None), "h_a.0": (None, y)}
     for i in range(NUM_SLICES):
         maps[f"entropy_parameters.{i}.0"] = (None, support(i))
         maps[f"entropy_parameters.{i}.4"] = (slice_outputs, None)
         maps[f"residual_prediction.{i}.0"] = (None, support(i + 1))
     maps["gain_units.log_gain"] = maps["gain_units.log_inverse_gain"] = (None, y)
-    inputs_dim = {"g_s.0": 0, "h_s.0": 0, "h_s.2": 0}  # transposed convolutions; others: dim 1
-
-    trained = dict(model.named_parameters())
-    for name, parameter in wide.named_parameters():
-        old = trained[name]
-        module = name.rsplit(".", 1)[0]
-        dims = maps.get(name, maps.get(module, ()))
-        if name.endswith(".bias"):  # a bias follows its weight's output dimension
-            dims = dims[1 if module in inputs_dim else 0 :][:1]
-        index = [dims[d] if d < len(dims) and dims[d] is not None else torch.arange(n) for d, n in enumerate(old.shape)]
-        if name.endswith(".weight") and parameter.dim() == 4:  # inputs from anything new: zero weights
-            d = inputs_dim.get(module, 1)
-            kept = torch.zeros(parameter.shape[d], dtype=torch.bool)
-            kept[index[d]] = True
-            parameter.index_fill_(d, torch.nonzero(~kept).flatten(), 0.0)
-        parameter[torch.meshgrid(*index, indexing="ij")] = old
+    _embed(model, wide, maps)
 
     new_y = torch.ones(M, dtype=torch.bool)
     new_y[y] = False
@@ -168,6 +143,30 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int) -> ChannelwiseA
         parameters.bias[new_in_slice], parameters.bias[s + new_in_slice] = SCALE_MIN, 0.0
         residual.weight[new_in_slice], residual.bias[new_in_slice] = 0.0, 0.0
     return wide.eval()
+
+
+def _embed(model: LatentCodecModel, wide: LatentCodecModel, maps: dict[str, tuple[Tensor | None, ...]]) -> None:
+    """Copy every trained tensor of `model` into the same-named, larger one of `wide`, so that each
+    entry keeps its meaning, and zero the convolution weights from inputs that are new.
+
+    `maps` gives, per parameter or module name, where the old entries go along dims 0 and 1
+    (None, or a name not listed: the first positions); a bias follows its weight's output
+    dimension. Convolution weights are (out, in, k, k), transposed ones (in, out, k, k)."""
+    trained = dict(model.named_parameters())
+    for name, parameter in wide.named_parameters():
+        old = trained[name]
+        module = name.rsplit(".", 1)[0]
+        transposed = isinstance(wide.get_submodule(module), nn.ConvTranspose2d)
+        dims = maps.get(name, maps.get(module, ()))
+        if name.endswith(".bias"):
+            dims = dims[int(transposed) :][:1]
+        index = [dims[d] if d < len(dims) and dims[d] is not None else torch.arange(n) for d, n in enumerate(old.shape)]
+        if isinstance(wide.get_submodule(module), (nn.Conv2d, nn.ConvTranspose2d)) and name.endswith(".weight"):
+            inputs = 0 if transposed else 1
+            kept = torch.zeros(parameter.shape[inputs], dtype=torch.bool)
+            kept[index[inputs]] = True
+            parameter.index_fill_(inputs, torch.nonzero(~kept).flatten(), 0.0)
+        parameter[torch.meshgrid(*index, indexing="ij")] = old
 
 
 def inverse_softplus(x: Tensor) -> Tensor:
