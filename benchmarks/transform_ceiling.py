@@ -30,10 +30,7 @@ from PIL import Image
 from benchmarks.data import default_kodak, kodak_images
 from codec import weights
 from codec.metrics import psnr
-
-
-def _to_8bit(x: torch.Tensor) -> np.ndarray:
-    return (x.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+from codec.tiling import to_uint8
 
 
 @torch.no_grad()
@@ -47,8 +44,8 @@ def ceiling(point: weights.RatePoint, lmbda: float, images: list[np.ndarray]) ->
         array = array[:height, :width]
         x = torch.from_numpy(array.copy()).permute(2, 0, 1)[None].float() / 255
         y = net.gained(net.g_a(x), rate)
-        unquantized.append(psnr(array, _to_8bit(net.g_s(net.ungained(y, rate)))))
-        rounded.append(psnr(array, _to_8bit(net.g_s(net.ungained(torch.round(y), rate)))))
+        unquantized.append(psnr(array, to_uint8(net.g_s(net.ungained(y, rate))[0])))
+        rounded.append(psnr(array, to_uint8(net.g_s(net.ungained(torch.round(y), rate))[0])))
     return {"unquantized_psnr": float(np.mean(unquantized)), "rounded_psnr": float(np.mean(rounded))}
 
 
