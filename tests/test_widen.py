@@ -18,18 +18,20 @@ def _image() -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("arch", "lambdas"),
+    ("arch", "lambdas", "synthesis_scale"),
     [
-        ("bmshj2018-factorized", ()),
-        ("bmshj2018-hyperprior", ()),
-        ("bmshj2018-hyperprior", (0.0018, 0.18)),
-        ("minnen2020-channelwise", (0.0018, 0.18)),
+        ("bmshj2018-factorized", (), 0.01),
+        ("bmshj2018-hyperprior", (), 0.01),
+        ("bmshj2018-hyperprior", (0.0018, 0.18), 0.01),
+        ("bmshj2018-hyperprior", (), 1.0),
+        ("minnen2020-channelwise", (0.0018, 0.18), 0.01),
+        ("minnen2020-channelwise", (0.0018, 0.18), 1.0),
     ],
 )
-def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas):
+def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas, synthesis_scale):
     torch.manual_seed(0)
     narrow = ARCHITECTURES[arch](8, 12, lambdas).eval()
-    wide = widen(narrow, 24)
+    wide = widen(narrow, 24, synthesis_scale=synthesis_scale)
     assert wide.M == 24
     lmbda = lambdas[-1] if lambdas else None
     x = _image()
@@ -54,6 +56,13 @@ def test_the_distortion_gradient_reaches_the_new_channels(arch):
     new = slice(12, 24) if arch != "minnen2020-channelwise" else [c for c in range(24) if c % 6 >= 3]
     reached = wide.g_s[0].weight.grad[new].abs().sum() + wide.g_a[-1].weight.grad[new].abs().sum()
     assert reached > 0
+
+
+def test_synthesis_scale_sets_the_weights_from_the_new_channels():
+    narrow = ARCHITECTURES["minnen2020-channelwise"](8, 12)
+    new = [c for c in range(24) if c % 6 >= 3]
+    quiet, awake = (widen(narrow, 24, synthesis_scale=scale).g_s[0].weight[new] for scale in (0.01, 1.0))
+    torch.testing.assert_close(awake * 0.01, quiet)
 
 
 def test_widening_refuses_other_models_and_fewer_channels():

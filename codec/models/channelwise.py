@@ -38,8 +38,8 @@ Changes from the paper, and why:
   convolutions, 224 and 128 wide, at M = 320). This keeps the integer
   networks, which run in float64 on the CPU, within the decode-time budget of
   about twice the scale hyperprior's.
-* `NUM_SLICES` = 4 (the paper finds 10 best at M = 320; our models are M = 96
-  and the container has at most 8 streams).
+* `NUM_SLICES` = 4 (the paper finds 10 best at M = 320; ours are M = 96, or
+  192 since 0.4.0, and the container has at most 8 streams).
 
 Training uses additive noise for the rate terms and straight-through rounding
 for the ŷ that feeds later slices, LRP and g_s (as the paper does), so those
