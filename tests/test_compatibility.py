@@ -1,5 +1,6 @@
 """Files written by earlier aecodec versions keep decoding with the current code."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,12 @@ from tests.conftest import natural_image
 
 DATA = Path(__file__).resolve().parent / "data"
 V1_FILES = sorted((DATA / "v1").glob("*.aec"))
+RELEASE_0_3_4_FILES = sorted((DATA / "release-0.3.4").glob("*.aec"))
 
 
-def test_there_are_version_1_files():
+def test_there_are_version_1_files_and_0_3_4_files():
     assert len(V1_FILES) == 4
+    assert len(RELEASE_0_3_4_FILES) == 2
 
 
 @pytest.mark.parametrize("path", V1_FILES, ids=lambda p: p.stem)
@@ -43,6 +46,18 @@ def test_version_1_headers_read_as_recorded(monkeypatch):
         17,
     )
     assert len(streams) == 2
+
+
+@pytest.mark.parametrize("path", RELEASE_0_3_4_FILES, ids=lambda p: p.stem)
+def test_files_of_the_0_3_4_default_model_decode_with_its_superseded_weights(path, monkeypatch):
+    monkeypatch.delenv("AECODEC_WEIGHTS", raising=False)
+    header = codec.read_header(path.read_bytes())
+    old_card = weights.DEFAULT_WEIGHTS_DIR / weights.SUPERSEDED / "0.3.4" / "minnen2020-channelwise-variable-rate.json"
+    assert header.fingerprint == bytes.fromhex(json.loads(old_card.read_text())["sha256"])[: len(header.fingerprint)]
+    decoded = np.asarray(codec.decode(path.read_bytes()), dtype=np.int16)
+    expected = np.asarray(Image.open(path.with_suffix(".png")), dtype=np.int16)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded - expected).max() <= 1
 
 
 def test_files_made_with_superseded_weights_still_decode(tmp_path, monkeypatch):
