@@ -58,11 +58,20 @@ def test_the_distortion_gradient_reaches_the_new_channels(arch):
     assert reached > 0
 
 
-def test_synthesis_scale_sets_the_weights_from_the_new_channels():
-    narrow = ARCHITECTURES["minnen2020-channelwise"](8, 12)
-    new = [c for c in range(24) if c % 6 >= 3]
+@pytest.mark.parametrize("arch", ["bmshj2018-hyperprior", "minnen2020-channelwise"])
+def test_synthesis_scale_sets_the_weights_from_the_new_channels(arch):
+    narrow = ARCHITECTURES[arch](8, 12)
+    new = slice(12, 24) if arch != "minnen2020-channelwise" else [c for c in range(24) if c % 6 >= 3]
     quiet, awake = (widen(narrow, 24, synthesis_scale=scale).g_s[0].weight[new] for scale in (0.01, 1.0))
+    assert awake.abs().sum() > 0
     torch.testing.assert_close(awake * 0.01, quiet)
+
+
+def test_the_factorized_model_takes_no_synthesis_scale_and_keeps_zero_weights():
+    narrow = ARCHITECTURES["bmshj2018-factorized"](8, 12)
+    assert torch.all(widen(narrow, 24).g_s[0].weight[12:] == 0)
+    with pytest.raises(ValueError, match="no synthesis_scale"):
+        widen(narrow, 24, synthesis_scale=1.0)
 
 
 def test_widening_refuses_other_models_and_fewer_channels():
@@ -70,8 +79,12 @@ def test_widening_refuses_other_models_and_fewer_channels():
         widen(ARCHITECTURES["mbt2018-mean"](8, 12), 24)
     with pytest.raises(ValueError, match="slices"):
         widen(ARCHITECTURES["minnen2020-channelwise"](8, 12), 22)
-    with pytest.raises(ValueError, match="smaller"):
+    with pytest.raises(ValueError, match="not larger"):
         widen(ARCHITECTURES["bmshj2018-factorized"](8, 12), 8)
+    with pytest.raises(ValueError, match="not larger"):
+        widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 12)
+    with pytest.raises(ValueError, match="positive"):
+        widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 24, synthesis_scale=0.0)
 
 
 def test_widened_weights_carry_their_origin_and_start_a_wider_training_run(tmp_path):

@@ -6,7 +6,7 @@
 # model 157), where one channel-wise run alone at batch 16 made about 640.
 #
 # Prepare here (besides .whl and .data/train, see train/device_run.sh):
-#   python -m train.transfer half assets/models/*.safetensors --out .data/init   # 35 MB for all 13
+#   python -m train.transfer half assets/models/*.safetensors --out .data/init   # 41 MB for all 13
 # and move assets/models out of the working tree: the checkout and carried folders must stay
 # under 64 MiB. (.data/init holds only training starting points, not weights the codec can use.)
 # Run it there, carrying .whl and .data:

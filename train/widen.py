@@ -5,7 +5,8 @@
 Why: the transforms of an N=64, M=96 model cannot reconstruct Kodak much above 32 dB even
 without quantization (g_s(g_a(x)) with the latent unrounded): 96 latent channels per 16×16
 block of RGB pixels is an 8:1 reduction of the dimension before any coding. The shipped
-models stall there at high rates, whatever λ asks for. CompressAI's models of the same
+M=96 models stall there at high rates, whatever λ asks for (the channel-wise model did too,
+until it was widened for 0.4.0). CompressAI's models of the same
 architectures use M=192 (and M=320 at their highest rates). Training a wider model from
 scratch would throw away the hours already spent on the narrow one; widening keeps them.
 
@@ -24,8 +25,9 @@ model since 0.4.0 was grown this way, with `synthesis_scale` 1.
 * g_s's first (transposed) convolution gets random weights from them (`synthesis_scale` times
   its default initialization, 0.01 unless asked), which change nothing when coding (ŷ is
   exactly 0 there) but carry the distortion's gradient back to g_a in training: the larger
-  they are, the harder distortion pulls a new channel out of silence against the rate; the factorized model, whose ŷ there is not 0, gets zero weights instead (it
-  trains with additive noise, so those weights still get a gradient);
+  they are, the harder distortion pulls a new channel out of silence against the rate; the
+  factorized model, whose ŷ there is not 0, gets zero weights instead (it trains with
+  additive noise, so those weights still get a gradient) and takes no `synthesis_scale`;
 * scale hyperprior: h_a ignores them (zero input weights) and h_s predicts the smallest scale
   for them (zero weights, bias at the 0.11 lower bound, where its ReLU still passes a gradient);
 * factorized prior: each new channel's density is a copy of the existing channel that gives
@@ -79,8 +81,12 @@ def widen(
     strongly distortion pulls a new channel out of silence against the rate that keeps it there."""
     if type(model) not in (FactorizedPrior, ScaleHyperprior, ChannelwiseAutoregressive):
         raise ValueError(f"widening {model.name} is not supported")
-    if M < model.M:
-        raise ValueError(f"M={M} is smaller than the model's M={model.M}")
+    if M <= model.M:
+        raise ValueError(f"M={M} is not larger than the model's M={model.M}")
+    if synthesis_scale <= 0:
+        raise ValueError(f"synthesis_scale must be positive, not {synthesis_scale}")
+    if isinstance(model, FactorizedPrior) and synthesis_scale != NEW_WEIGHT_SCALE:
+        raise ValueError("the factorized model's new g_s weights start at zero: it takes no synthesis_scale")
     with torch.random.fork_rng():  # the new weights' draws leave the caller's random state alone
         torch.manual_seed(seed)
         if isinstance(model, ChannelwiseAutoregressive):
@@ -200,12 +206,17 @@ def widen_file(weights_path: Path, M: int, out: Path, synthesis_scale: float = N
     model = ARCHITECTURES[card["model"]](card["N"], card["M"], lambdas)
     model.load_weights(load_file(str(weights_path)))
     wide = widen(model, M, synthesis_scale=synthesis_scale)
+    synthesis = (
+        ""
+        if card["model"] == FactorizedPrior.name
+        else (f"; g_s's weights from them at {synthesis_scale:g}× its default initialization")
+    )
     source = {key: card.get(key) for key in ("model", "N", "M", "lambda", "weights", "sha256")}
     trained = card.get("training") or {}
     training = {  # the training so far, carried on to the runs that start from these weights
         "total_steps": trained.get("total_steps", trained.get("steps")),
         "total_hours": trained.get("total_hours", trained.get("hours")),
-        "note": f"widened from M={card['M']} to M={M} by train.widen (the new channels silent; g_s's weights from them at {synthesis_scale:g}× its default initialization); not trained since",
+        "note": f"widened from M={card['M']} to M={M} by train.widen (the new channels silent{synthesis}); not trained since",
         "widened_from": {**source, "training": trained},
     }
     return weights.export(wide, None if lambdas else card["lambda"], out, {"training": training})
