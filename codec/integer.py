@@ -86,8 +86,8 @@ def layer_weight_bits(fan_in: int) -> int:
 class IntegerSynthesis(nn.Module):
     """An integer copy of a Conv2d / ConvTranspose2d / ReLU stack whose outputs choose CDF tables.
 
-    All state lives in buffers (int64), so it is saved with the weights and
-    fingerprinted with them. `layer_kinds` encodes each layer as
+    All state lives in buffers (int64; weights files store them narrower, see weights._compact),
+    so it is saved with the weights and fingerprinted with them. `layer_kinds` encodes each layer as
     (transposed, stride, padding, output_padding, relu).
     """
 

@@ -32,9 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from safetensors.torch import load_file, save_file
+from torch import Tensor
 
 from codec.errors import WeightsError
+from codec.integer import IntegerSynthesis
 from codec.models import ARCHITECTURES, LatentCodecModel
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -149,7 +152,7 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
     directory.mkdir(parents=True, exist_ok=True)
     stem = f"{model.name}-variable-rate" if model.lambdas else f"{model.name}-lambda{lmbda:g}"
     weights_path = directory / f"{stem}.safetensors"
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = _compact(model, {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     # One metadata entry: safetensors writes several in a random order, and exports should be byte-reproducible.
     save_file(state, str(weights_path), metadata={"aecodec": json.dumps({"model": model.name, "lambda": lmbda})})
     full_card = {
@@ -167,6 +170,31 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
     _scan.cache_clear()
     _load_cached.cache_clear()
     return card_path
+
+
+def _compact(model: LatentCodecModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The state dict in smaller storage that codes the same: integer-network tensors in the
+    narrowest integer type that holds them (loading widens them back to int64), and the float
+    weights of each network that codes only through its integer copy (h_s, the entropy
+    parameters) as float16: those are a starting point for training, and coding never reads them."""
+    integer = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis))
+    coded_as_integers = tuple(name.replace("_integer", "", 1) for name in integer)
+    for key, value in state.items():
+        if key.startswith(integer):
+            state[key] = value.to(_narrowest_integer_type(value))
+        elif key.startswith(coded_as_integers) and value.dtype == torch.float32:
+            state[key] = value.to(torch.float16)
+    return state
+
+
+def _narrowest_integer_type(value: Tensor) -> torch.dtype:
+    if not value.numel():
+        return value.dtype
+    low, high = int(value.min()), int(value.max())
+    for dtype in (torch.int8, torch.int16, torch.int32):
+        if torch.iinfo(dtype).min <= low and high <= torch.iinfo(dtype).max:
+            return dtype
+    return value.dtype
 
 
 def update_card(card_path: Path, **fields) -> None:

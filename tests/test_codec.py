@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 import codec
 from codec import api, weights
 from codec.errors import AecWarning, UnsupportedImageError
 from codec.image import pad
-from codec.models import PAD_MULTIPLE
+from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
 from tests.conftest import natural_image, synthetic_image
 
@@ -187,3 +188,20 @@ def test_a_broken_model_card_is_named(tiny_weights_dir, tmp_path, monkeypatch):
 def test_empty_images_are_refused(tiny_weights):
     with pytest.raises(UnsupportedImageError, match="no pixels"):
         codec.encode(np.zeros((0, 5, 3), np.uint8))
+
+
+def test_exported_weights_store_integer_networks_narrowly_and_code_as_before(tmp_path):
+    torch.manual_seed(0)
+    model = ARCHITECTURES["bmshj2018-hyperprior"](8, 12).eval()
+    card = weights.export(model, 0.01, tmp_path, {"training": {}})
+    with safe_open(str(card.with_suffix(".safetensors")), "pt") as stored:
+        dtypes = {key: stored.get_tensor(key).dtype for key in stored.keys()}
+    assert dtypes["h_s_integer.weight0"] in (torch.int8, torch.int16, torch.int32)
+    assert dtypes["h_s.0.weight"] == torch.float16
+    assert dtypes["g_s.0.weight"] == torch.float32  # coding reads g_s: kept exact
+
+    point = next(p for p in weights.rate_points(directory=tmp_path))
+    loaded = weights.load(point)
+    assert loaded.h_s_integer.weight0.dtype == torch.int64
+    x = torch.from_numpy(natural_image(64, 64)).permute(2, 0, 1)[None].float() / 255
+    assert loaded.compress(x) == model.compress(x)

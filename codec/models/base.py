@@ -147,7 +147,9 @@ class LatentCodecModel(nn.Module):
         for key, value in state.items():
             module_name, _, buffer_name = key.rpartition(".")
             module = self.get_submodule(module_name)
-            if buffer_name in _TABLE_BUFFERS or isinstance(module, IntegerSynthesis):
+            if isinstance(module, IntegerSynthesis):  # stored as int32 where the values fit
+                module.register_buffer(buffer_name, torch.empty_like(value, dtype=torch.int64))
+            elif buffer_name in _TABLE_BUFFERS:
                 module.register_buffer(buffer_name, torch.empty_like(value))
         missing, unexpected = self.load_state_dict(state, strict=False)
         integer_prefixes = tuple(f"{name}." for name, m in self.named_modules() if isinstance(m, IntegerSynthesis))
