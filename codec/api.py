@@ -16,6 +16,10 @@ its rate parameter. For a model shipped as fixed-λ rate points, the encoder
 uses the point whose λ is nearest to λ(q) on a log scale. When a model has
 both, the variable-rate weights are used.
 
+Refinement. ``refine_steps`` > 0 optimizes the latent of this one image before
+coding it (codec/refine.py): smaller files for the same quality, the same
+decoder, at the price of encoding time.
+
 Targets. `encode_to_target` searches the rate for a target bpp (the highest
 rate whose file is at most that many bits per pixel) or a target PSNR (the
 lowest rate that reaches it), by bisection on log λ for a variable-rate model,
@@ -29,7 +33,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from codec import container, tiling, weights
+from codec import container, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, UnsupportedImageError, WeightsError
@@ -78,10 +82,12 @@ def encode(
     coder: str = "range",
     device: str = "cpu",
     tile: int = tiling.TILE,
+    refine_steps: int = 0,
 ) -> bytes:
     """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes.
 
     `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
+    `refine_steps`: optimization steps spent on this image's latent (0: none).
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
@@ -89,7 +95,7 @@ def encode(
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
     rate = point.rate_for(lambda_for_quality(quality))
-    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile)
+    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps)
 
 
 def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
@@ -112,12 +118,16 @@ def encode_with(
     coder: str = "range",
     device: str = "cpu",
     tile: int = tiling.TILE,
+    refine_steps: int = 0,
 ) -> bytes:
     """The data path of `encode` for a model in hand (e.g. one being trained) and a uint8 RGB array."""
     height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
+    refine.check(refine_steps, *padded.shape[:2])
     del array
     y = net.gained(tiling.analysis(net.g_a, padded, device, tile), rate)
+    if refine_steps:
+        y = refine.refine(net, y, padded, height, width, rate, refine_steps)
     streams = net.compress_latent(y, coder)
     shapes = net.latent_shapes(*padded.shape[:2])
     header = Header(
@@ -186,6 +196,7 @@ def encode_to_target(
     coder: str = "range",
     device: str = "cpu",
     steps: int = 10,
+    refine_steps: int = 0,
 ) -> tuple[bytes, float, float]:
     """The file closest to a target: at most `target_bpp`, or at least `target_psnr` dB, at the
     fewest bits. Returns (file bytes, its bpp, its PSNR). If no rate meets the target, the nearest
@@ -198,7 +209,7 @@ def encode_to_target(
 
     def trial(point: weights.RatePoint, rate: float) -> tuple[bytes, float, float, bool]:
         net = weights.load(point, device)
-        data = encode_with(net, array, mode, point.fingerprint, rate, coder, device)
+        data = encode_with(net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps)
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)
         quality = psnr(array, decode_with(net, header, streams))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec import __version__, api, container, weights
+from codec import __version__, api, container, refine, weights
 from codec.entropy import CODERS
 from codec.errors import AecError
 from codec.image import open_image, to_array
@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"1..100, higher is better (default {api.DEFAULT_QUALITY}); its λ is clamped to the weights' trained range",
     )
     choice.add_argument("--model", default=api.DEFAULT_MODEL, choices=sorted(ARCHITECTURES), help="default %(default)s")
+    choice.add_argument(
+        "--refine",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="optimize this image's latent for STEPS steps before coding: smaller files at the same quality, "
+        "any decoder, about 0.5 s per step for a Kodak image on 2 cores (default 0: off; 40 is a good start)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("encode", parents=[common, output, choice], help="compress an image into an .aec file")
@@ -155,6 +163,8 @@ def _check_quality(args: argparse.Namespace) -> None:
             raise UsageError(f"--target-bpp must be positive, got {args.target_bpp:g}")
     elif args.quality is None:
         args.quality = float(api.DEFAULT_QUALITY)
+    if not 0 <= args.refine <= refine.MAX_STEPS:
+        raise UsageError(f"--refine must be between 0 and {refine.MAX_STEPS} steps, got {args.refine}")
 
 
 def _read_input(path: str, limit: int) -> bytes:
@@ -220,10 +230,23 @@ def run_encode(args: argparse.Namespace) -> None:
     image = open_image(_read_input(args.input, MAX_IMAGE_FILE_BYTES))
     if args.quality is None:
         data, _, _ = api.encode_to_target(
-            image, args.target_bpp, args.target_psnr, model=args.model, coder=args.coder, device=args.device
+            image,
+            args.target_bpp,
+            args.target_psnr,
+            model=args.model,
+            coder=args.coder,
+            device=args.device,
+            refine_steps=args.refine,
         )
     else:
-        data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
+        data = api.encode(
+            image,
+            quality=args.quality,
+            model=args.model,
+            coder=args.coder,
+            device=args.device,
+            refine_steps=args.refine,
+        )
     _write_output(args.output, data, args.force)
     if not args.quiet:
         header = api.read_header(data)
@@ -297,7 +320,14 @@ def run_eval(args: argparse.Namespace) -> None:
     for path in args.images:
         image = open_image(path)
         reference, mode = to_array(image)
-        data = api.encode(image, quality=args.quality, model=args.model, coder=args.coder, device=args.device)
+        data = api.encode(
+            image,
+            quality=args.quality,
+            model=args.model,
+            coder=args.coder,
+            device=args.device,
+            refine_steps=args.refine,
+        )
         decoded = np.asarray(api.decode(data, device=args.device).convert("RGB"))
         if mode == "L":
             reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))

@@ -4,7 +4,10 @@ A model is an autoencoder whose quantized latents are entropy coded. Each model
 defines, symmetrically (as in CompressAI):
 
 * ``forward(x)`` for training: the reconstruction and the likelihood of every
-  latent under the entropy model (uniform noise stands in for rounding);
+  latent under the entropy model (uniform noise stands in for rounding). It is
+  ``forward_latent(gained(g_a(x)))``; ``forward_latent(y, straight_through=True)``
+  rounds exactly as coding does, with straight-through gradients, so that an
+  encoder can optimize y itself (codec/refine.py);
 * ``compress_latent(y, coder)``: quantization and entropy coding of the
   analysis transform's output y, one byte string per latent stream, in
   ``stream_names`` order (the order the decoder needs them);
@@ -29,7 +32,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from compressai.entropy_models import EntropyModel
+from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
+from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from codec.entropy import CdfTables
@@ -75,6 +79,16 @@ class LatentCodecModel(nn.Module):
         if lmbda is None:
             raise ValueError("a variable-rate model needs a rate parameter λ")
         return y_hat * self.gain_units.inverse_gain(lmbda).to(y_hat)
+
+    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
+        """Training outputs of a batch of images: ``x_hat`` and the ``likelihoods`` of each latent."""
+        return self.forward_latent(self.gained(self.g_a(x), lmbda), lmbda)
+
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
+        """``forward`` from the gained latent y on. `straight_through`: round as coding does (around
+        the same medians and means) with straight-through gradients, instead of the entropy models'
+        own quantization (uniform noise in training mode)."""
+        raise NotImplementedError
 
     def entropy_models(self) -> dict[str, EntropyModel]:
         """The entropy model of each stream, by stream name."""
@@ -166,6 +180,42 @@ def full_precision(x: Tensor) -> torch.autocast:
     likelihoods, whose logarithms are the rate, need float32.
     """
     return torch.autocast(x.device.type, enabled=False)
+
+
+def factorized_likelihood(
+    bottleneck: EntropyBottleneck, values: Tensor, medians: Tensor, straight_through: bool
+) -> tuple[Tensor, Tensor]:
+    """(quantized values, likelihoods) of a (B, C, H, W) latent under a factorized entropy model.
+
+    Without `straight_through`, the bottleneck's own forward (noise in training
+    mode); with it, rounding around the medians as in coding, gradients passing
+    straight through the rounding.
+    """
+    with full_precision(values):
+        if not straight_through:
+            return bottleneck(values.float())
+        quantized = quantize_ste(values.float() - medians) + medians
+        by_channel = quantized.transpose(0, 1)  # the bottleneck's (C, 1, −1) layout
+        likelihood, _, _ = bottleneck._likelihood(by_channel.reshape(by_channel.shape[0], 1, -1))
+        if bottleneck.use_likelihood_bound:
+            likelihood = bottleneck.likelihood_lower_bound(likelihood)
+        return quantized, likelihood.reshape(by_channel.shape).transpose(0, 1)
+
+
+def gaussian_likelihood(
+    conditional: GaussianConditional, values: Tensor, scales: Tensor, means: Tensor | None, straight_through: bool
+) -> tuple[Tensor, Tensor]:
+    """(quantized values, likelihoods) of a latent under a conditional Gaussian, as above."""
+    with full_precision(values):
+        values, scales = values.float(), scales.float()
+        means = None if means is None else means.float()
+        if not straight_through:
+            return conditional(values, scales, means=means)
+        quantized = quantize_ste(values) if means is None else quantize_ste(values - means) + means
+        likelihood = conditional._likelihood(quantized, scales, means)
+        if conditional.use_likelihood_bound:
+            likelihood = conditional.likelihood_lower_bound(likelihood)
+        return quantized, likelihood
 
 
 def channel_indexes(channels: int, rows: int, columns: int) -> Tensor:

@@ -22,7 +22,12 @@ from torch import Tensor
 
 from codec import entropy
 from codec.layers import analysis_transform, synthesis_transform
-from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes, full_precision
+from codec.models.base import (
+    PAD_MULTIPLE,
+    LatentCodecModel,
+    channel_indexes,
+    factorized_likelihood,
+)
 
 
 class FactorizedPrior(LatentCodecModel):
@@ -44,10 +49,8 @@ class FactorizedPrior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"y": (self.M, height // 16, width // 16)}
 
-    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
-        y = self.gained(self.g_a(x), lmbda)
-        with full_precision(y):
-            y_hat, y_likelihoods = self.entropy_bottleneck(y.float())
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
+        y_hat, y_likelihoods = factorized_likelihood(self.entropy_bottleneck, y, self._medians(), straight_through)
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods}}
 
     def _medians(self) -> Tensor:

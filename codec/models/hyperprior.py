@@ -37,7 +37,13 @@ from torch import Tensor, nn
 from codec import entropy
 from codec.integer import IntegerSynthesis
 from codec.layers import analysis_transform, conv, deconv, synthesis_transform
-from codec.models.base import PAD_MULTIPLE, LatentCodecModel, channel_indexes, full_precision
+from codec.models.base import (
+    PAD_MULTIPLE,
+    LatentCodecModel,
+    channel_indexes,
+    factorized_likelihood,
+    gaussian_likelihood,
+)
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
 
@@ -79,14 +85,11 @@ class ScaleHyperprior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"z": (self.N, height // 64, width // 64), "y": (self.M, height // 16, width // 16)}
 
-    def forward(self, x: Tensor, lmbda: float | None = None) -> dict:
-        y = self.gained(self.g_a(x), lmbda)
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
         z = self.h_a(torch.abs(y))
-        with full_precision(z):
-            z_hat, z_likelihoods = self.entropy_bottleneck(z.float())
+        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), straight_through)
         scales = self.h_s(z_hat)
-        with full_precision(y):
-            y_hat, y_likelihoods = self.gaussian_conditional(y.float(), scales.float())
+        y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, None, straight_through)
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def _z_medians(self) -> Tensor:

@@ -1,0 +1,163 @@
+"""What encoder-side latent refinement (codec/refine.py) buys, and what it costs, on Kodak.
+
+    python -m benchmarks.refine [--data DIR] [--limit N] [--steps 40] [--lambdas L1,L2,...]
+                                [--model minnen2020-channelwise] [--out benchmarks/results/refine.json]
+
+Every image is coded at each λ twice through the CLI's data path, plain and
+refined, and decoded with the unchanged decoder: bpp from the file bytes, PSNR
+from the decoded 8-bit RGB image, encode time of each. Reported: mean bpp and
+PSNR per λ for both, the mean change of J = λ·255²·MSE + bpp (the loss the
+refinement lowers), the BD-rate of the refined curve against the plain one
+(same λ points, same images), the BD-rates of both curves against the anchors of
+the last full benchmark (JPEG 4:2:0 and AVIF 4:4:4 from ``benchmarks/results``,
+whose files do not depend on the run, and the published curves), and the encode
+times. The λ default to the benchmark's sweep of the model's range, so the plain
+curve is the benchmark's. An interrupted run resumes: finished rows are kept in
+``<out>.partial.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from benchmarks.bdrate import bd_rate
+from benchmarks.data import REPO, default_kodak, kodak_images
+from benchmarks.harness import MEASURED_ANCHORS, PUBLISHED, settings_of, slug
+from codec import api, container, weights
+from codec.metrics import bits_per_pixel
+
+
+def anchor_curves(results: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """(bpp, PSNR) of the benchmark's measured anchors in `results` and of the published curves."""
+    curves = {}
+    for name in MEASURED_ANCHORS:
+        path = results / f"{slug(name)}.json"
+        if path.exists():
+            means = json.loads(path.read_text())["results"]
+            curves[f"{name} (last benchmark)"] = (means["bpp"], means["psnr-rgb"])
+    published = {k: v for k, v in json.loads(PUBLISHED.read_text()).items() if isinstance(v, dict)}
+    return curves | {f"{k} (published)": (v["bpp"], v["psnr"]) for k, v in published.items()}
+
+
+def code(net, point: weights.RatePoint, array: np.ndarray, lmbda: float, steps: int) -> dict[str, float]:
+    """bpp, MSE and encode seconds of one image coded at λ with `steps` refinement steps."""
+    start = time.perf_counter()
+    data = api.encode_with(net, array, "RGB", point.fingerprint, point.rate_for(lmbda), refine_steps=steps)
+    seconds = time.perf_counter() - start
+    header, streams = container.unpack(data)
+    decoded = api.decode_with(net, header, streams)
+    mse = float(np.mean((decoded.astype(np.float64) - array) ** 2))
+    return {"bpp": bits_per_pixel(len(data), *array.shape[:2]), "mse": mse, "encode_s": seconds}
+
+
+def psnr_of(mse: float) -> float:
+    return 10 * np.log10(255**2 / mse)
+
+
+def measure(model: str, images: list[Path], lambdas: list[float], steps: int, partial: Path | None = None) -> dict:
+    """Code every image at every λ plain and refined. Rows already in `partial` (a JSON-lines file
+    of an interrupted run with the same settings) are reused, and new ones appended to it."""
+    point = api.select_rate_point(model, api.DEFAULT_QUALITY)
+    net = weights.load(point)
+    done = {}
+    if partial is not None and partial.exists():
+        for line in partial.read_text().splitlines():
+            row = json.loads(line)
+            if row["steps"] == steps and row["weights_sha256"] == point.card["sha256"]:
+                done[row["image"], row["lambda"]] = row
+    rows = []
+    with tqdm(total=len(images) * len(lambdas), desc="refine", unit="code") as bar:
+        for path in images:
+            array = np.asarray(Image.open(path).convert("RGB"))
+            for lmbda in lambdas:
+                row = done.get((path.name, lmbda))
+                if row is None:
+                    plain, refined = code(net, point, array, lmbda, 0), code(net, point, array, lmbda, steps)
+                    row = {"image": path.name, "lambda": lmbda, "steps": steps, "weights_sha256": point.card["sha256"]}
+                    row |= {"plain": plain, "refined": refined}
+                    if partial is not None:
+                        with partial.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+                rows.append(row)
+                bar.update()
+    per_lambda = []
+    for lmbda in lambdas:
+        mine = [r for r in rows if r["lambda"] == lmbda]
+        entry = {"lambda": lmbda}
+        for kind in ("plain", "refined"):
+            bpp = float(np.mean([r[kind]["bpp"] for r in mine]))
+            psnr = float(np.mean([psnr_of(r[kind]["mse"]) for r in mine]))
+            loss = float(np.mean([lmbda * r[kind]["mse"] + r[kind]["bpp"] for r in mine]))
+            seconds = float(np.mean([r[kind]["encode_s"] for r in mine]))
+            entry[kind] = {"bpp": bpp, "psnr": psnr, "J": loss, "encode_s": seconds}
+        entry["J_change_percent"] = 100 * (entry["refined"]["J"] / entry["plain"]["J"] - 1)
+        per_lambda.append(entry)
+    curves = {
+        kind: ([e[kind]["bpp"] for e in per_lambda], [e[kind]["psnr"] for e in per_lambda])
+        for kind in ("plain", "refined")
+    }
+    anchors = anchor_curves(REPO / "benchmarks" / "results")
+    bd_rates = {}
+    for kind, curve in curves.items():
+        bd_rates[kind] = {}
+        for anchor, reference in anchors.items():
+            try:
+                bd_rates[kind][anchor] = bd_rate(*reference, *curve)
+            except ValueError:
+                bd_rates[kind][anchor] = None  # no PSNR overlap
+    return {
+        "model": model,
+        "weights_sha256": point.card["sha256"],
+        "images": [p.name for p in images],
+        "steps": steps,
+        "torch_threads": torch.get_num_threads(),
+        "per_lambda": per_lambda,
+        "bd_rate_refined_vs_plain_percent": bd_rate(*curves["plain"], *curves["refined"]) if len(lambdas) > 1 else None,
+        "bd_rate_percent": bd_rates,
+        "per_image": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.refine", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=default_kodak())
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--lambdas", default=None, help="comma-separated λ (default: the benchmark's sweep)")
+    parser.add_argument("--model", default=api.DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/refine.json"))
+    args = parser.parse_args(argv)
+    if args.lambdas:
+        lambdas = [float(v) for v in args.lambdas.split(",")]
+    else:
+        lambdas = settings_of(api.select_rate_point(args.model, api.DEFAULT_QUALITY))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_suffix(".partial.jsonl")
+    result = measure(args.model, kodak_images(args.data, args.limit), lambdas, args.steps, partial)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    partial.unlink(missing_ok=True)
+    print(f"{args.model}, {len(result['images'])} images, {args.steps} steps:")
+    for e in result["per_lambda"]:
+        p, r = e["plain"], e["refined"]
+        print(
+            f"  λ {e['lambda']:g}: plain {p['bpp']:.3f} bpp {p['psnr']:.2f} dB {p['encode_s']:.2f} s  "
+            f"refined {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {r['encode_s']:.1f} s  J {e['J_change_percent']:+.2f} %"
+        )
+    if result["bd_rate_refined_vs_plain_percent"] is not None:
+        print(f"  BD-rate refined vs plain: {result['bd_rate_refined_vs_plain_percent']:+.2f} %")
+    for anchor in result["bd_rate_percent"]["plain"]:
+        plain, refined = (result["bd_rate_percent"][kind][anchor] for kind in ("plain", "refined"))
+        if plain is not None and refined is not None:
+            print(f"  BD-rate vs {anchor}: plain {plain:+.1f} %, refined {refined:+.1f} %")
+
+
+if __name__ == "__main__":
+    main()

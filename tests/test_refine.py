@@ -1,0 +1,85 @@
+"""Encoder-side latent refinement: ordinary files, a lower loss, never worse, clear refusals."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec import api, container, refine, weights
+from codec.errors import UnsupportedImageError
+from codec.image import pad
+from codec.models import ARCHITECTURES, PAD_MULTIPLE
+from tests.conftest import natural_image, synthetic_image
+from tests.test_cli import aecodec
+from tests.test_shipped import SHIPPED
+
+QUALITY = 85  # λ ≈ 0.09: refinement gains most at high rates
+
+
+def loss_of(data: bytes, reference: np.ndarray) -> float:
+    """J = λ·255²·MSE + bpp of a file, from its bytes and its decoded 8-bit image."""
+    header = api.read_header(data)
+    decoded = np.asarray(api.decode(data))
+    mse = np.mean((decoded.astype(np.float64) / 255 - reference / 255) ** 2)
+    return header.rate * 255**2 * mse + len(data) * 8 / (header.width * header.height)
+
+
+@pytest.fixture
+def shipped_default(monkeypatch):
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(SHIPPED))
+
+
+def test_straight_through_rate_estimate_matches_the_coded_streams(shipped_default):
+    image = natural_image(128, 192)
+    point = api.select_rate_point(api.DEFAULT_MODEL, QUALITY)
+    net, rate = weights.load(point), api.rate_for_quality(api.DEFAULT_MODEL, QUALITY)
+    x = torch.from_numpy(pad(image, PAD_MULTIPLE)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = net.gained(net.g_a(x), rate)
+        out = net.forward_latent(y, rate, straight_through=True)
+        estimate = sum(float(-torch.log2(lik).sum()) for lik in out["likelihoods"].values())
+    coded = 8 * sum(len(stream) for stream in net.compress_latent(y))
+    assert abs(coded - estimate) / coded < 0.03
+
+
+def test_refined_file_decodes_with_the_unchanged_decoder_at_a_lower_loss(shipped_default):
+    image = natural_image(128, 192)
+    plain = api.encode(image, quality=QUALITY)
+    refined = api.encode(image, quality=QUALITY, refine_steps=15)
+    assert refined != plain
+    assert api.read_header(refined) == api.read_header(plain)
+    assert loss_of(refined, image) < 0.99 * loss_of(plain, image)
+
+
+def test_refinement_keeps_the_plain_latent_when_no_step_lowers_the_loss(shipped_default, monkeypatch):
+    image = natural_image(64, 64)
+    monkeypatch.setattr(refine, "learning_rate", lambda lmbda: 1000.0)  # every step lands far off
+    assert api.encode(image, quality=QUALITY, refine_steps=3) == api.encode(image, quality=QUALITY)
+
+
+@pytest.mark.parametrize("model", sorted(ARCHITECTURES))
+def test_every_architecture_refines_into_a_decodable_file(tiny_weights, model):
+    image = synthetic_image(40, 72)
+    data = api.encode(image, quality=70, model=model, refine_steps=3)
+    assert np.asarray(api.decode(data)).shape == image.shape
+
+
+def test_refinement_refuses_bad_step_counts_and_images_too_large_to_hold(tiny_weights, monkeypatch):
+    image = synthetic_image(40, 72)
+    with pytest.raises(ValueError, match="between 0 and"):
+        api.encode(image, refine_steps=-1)
+    monkeypatch.setattr(refine, "MAX_PIXELS", 64 * 64)
+    with pytest.raises(UnsupportedImageError, match="without refinement"):
+        api.encode(image, refine_steps=2)
+    container.unpack(api.encode(image))  # without refinement the same image codes
+
+
+def test_cli_refine_flag_codes_and_refuses_negative_steps(tiny_weights_dir, tmp_path):
+    png, aec, out = tmp_path / "in.png", tmp_path / "x.aec", tmp_path / "out.png"
+    Image.fromarray(synthetic_image(45, 70)).save(png)
+    result = aecodec("encode", str(png), str(aec), "--refine", "2", env_weights=tiny_weights_dir)
+    assert result.returncode == 0, result.stderr
+    assert aecodec("decode", str(aec), str(out), env_weights=tiny_weights_dir).returncode == 0
+    bad = aecodec("encode", str(png), str(tmp_path / "y.aec"), "--refine", "-1", env_weights=tiny_weights_dir)
+    assert bad.returncode == 2 and b"--refine must be between" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    assert not (tmp_path / "y.aec").exists()
