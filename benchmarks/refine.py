@@ -66,11 +66,17 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
     """Code every image at every λ plain and refined. Rows already in `partial` (a JSON-lines file
     of an interrupted run with the same settings) are reused, and new ones appended to it."""
     point = api.select_rate_point(model, api.DEFAULT_QUALITY)
+    if not point.variable_rate:
+        raise ValueError(f"{model}: the refinement benchmark sweeps λ and needs variable-rate weights")
+    lambdas = [point.rate_for(lmbda) for lmbda in lambdas]  # the λ actually coded (clamped to the range)
     net = weights.load(point)
     done = {}
     if partial is not None and partial.exists():
         for line in partial.read_text().splitlines():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # the last line of a run killed while writing
+                continue
             if row["steps"] == steps and row["weights_sha256"] == point.card["sha256"]:
                 done[row["image"], row["lambda"]] = row
     rows = []
@@ -88,31 +94,44 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                             f.write(json.dumps(row) + "\n")
                 rows.append(row)
                 bar.update()
+    return summarize(model, point, images, steps, lambdas, rows)
+
+
+def loss(row: dict, kind: str) -> float:
+    """J = λ·MSE + bpp (MSE on the 0–255 scale) of one coded image."""
+    return row["lambda"] * row[kind]["mse"] + row[kind]["bpp"]
+
+
+def summarize(model, point, images, steps, lambdas, rows) -> dict:
+    """Per-λ means, BD-rates and the share of images whose refined file was kept.
+
+    The encoder keeps the refined file only when its real J is lower (codec/api.py); rows
+    measured before that guard existed get it here, so "refined" is always what
+    ``aecodec encode --refine`` writes.
+    """
+    for row in rows:
+        row["refined_kept"] = loss(row, "refined") < loss(row, "plain")
+        chosen = row["refined"] if row["refined_kept"] else row["plain"]
+        row["encoded"] = chosen | {"encode_s": row["refined"]["encode_s"]}
     per_lambda = []
     for lmbda in lambdas:
         mine = [r for r in rows if r["lambda"] == lmbda]
         entry = {"lambda": lmbda}
-        for kind in ("plain", "refined"):
-            bpp = float(np.mean([r[kind]["bpp"] for r in mine]))
-            psnr = float(np.mean([psnr_of(r[kind]["mse"]) for r in mine]))
-            loss = float(np.mean([lmbda * r[kind]["mse"] + r[kind]["bpp"] for r in mine]))
-            seconds = float(np.mean([r[kind]["encode_s"] for r in mine]))
-            entry[kind] = {"bpp": bpp, "psnr": psnr, "J": loss, "encode_s": seconds}
+        for kind, key in (("plain", "plain"), ("refined", "encoded")):
+            entry[kind] = {
+                "bpp": float(np.mean([r[key]["bpp"] for r in mine])),
+                "psnr": float(np.mean([psnr_of(r[key]["mse"]) for r in mine])),
+                "J": float(np.mean([loss(r, key) for r in mine])),
+                "encode_s": float(np.mean([r[key]["encode_s"] for r in mine])),
+            }
         entry["J_change_percent"] = 100 * (entry["refined"]["J"] / entry["plain"]["J"] - 1)
+        entry["refined_kept_share"] = float(np.mean([r["refined_kept"] for r in mine]))
         per_lambda.append(entry)
     curves = {
         kind: ([e[kind]["bpp"] for e in per_lambda], [e[kind]["psnr"] for e in per_lambda])
         for kind in ("plain", "refined")
     }
     anchors = anchor_curves(REPO / "benchmarks" / "results")
-    bd_rates = {}
-    for kind, curve in curves.items():
-        bd_rates[kind] = {}
-        for anchor, reference in anchors.items():
-            try:
-                bd_rates[kind][anchor] = bd_rate(*reference, *curve)
-            except ValueError:
-                bd_rates[kind][anchor] = None  # no PSNR overlap
     return {
         "model": model,
         "weights_sha256": point.card["sha256"],
@@ -120,10 +139,21 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
         "steps": steps,
         "torch_threads": torch.get_num_threads(),
         "per_lambda": per_lambda,
-        "bd_rate_refined_vs_plain_percent": bd_rate(*curves["plain"], *curves["refined"]) if len(lambdas) > 1 else None,
-        "bd_rate_percent": bd_rates,
+        "bd_rate_refined_vs_plain_percent": bd_rate_or_none(curves["plain"], curves["refined"]),
+        "bd_rate_percent": {
+            kind: {anchor: bd_rate_or_none(reference, curve) for anchor, reference in anchors.items()}
+            for kind, curve in curves.items()
+        },
         "per_image": rows,
     }
+
+
+def bd_rate_or_none(reference: tuple[list[float], list[float]], test: tuple[list[float], list[float]]) -> float | None:
+    """BD-rate of `test` against `reference`, None where it is undefined (no overlap, too few points)."""
+    try:
+        return bd_rate(*reference, *test)
+    except ValueError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         p, r = e["plain"], e["refined"]
         print(
             f"  λ {e['lambda']:g}: plain {p['bpp']:.3f} bpp {p['psnr']:.2f} dB {p['encode_s']:.2f} s  "
-            f"refined {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {r['encode_s']:.1f} s  J {e['J_change_percent']:+.2f} %"
+            f"refined {r['bpp']:.3f} bpp {r['psnr']:.2f} dB {r['encode_s']:.1f} s  J {e['J_change_percent']:+.2f} %  "
+            f"(refined file kept for {100 * e['refined_kept_share']:.0f} % of images)"
         )
     if result["bd_rate_refined_vs_plain_percent"] is not None:
         print(f"  BD-rate refined vs plain: {result['bd_rate_refined_vs_plain_percent']:+.2f} %")

@@ -18,7 +18,9 @@ both, the variable-rate weights are used.
 
 Refinement. ``refine_steps`` > 0 optimizes the latent of this one image before
 coding it (codec/refine.py): smaller files for the same quality, the same
-decoder, at the price of encoding time.
+decoder, at the price of encoding time. Both the plain and the refined latent
+are coded and decoded, and the file with the lower real J = λ·255²·MSE + bpp
+is kept, so a refined encode is never worse than a plain one by that measure.
 
 Targets. `encode_to_target` searches the rate for a target bpp (the highest
 rate whose file is at most that many bits per pixel) or a target PSNR (the
@@ -124,11 +126,8 @@ def encode_with(
     height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
     refine.check(refine_steps, *padded.shape[:2])
-    del array
+    del array  # the padded copy holds the image
     y = net.gained(tiling.analysis(net.g_a, padded, device, tile), rate)
-    if refine_steps:
-        y = refine.refine(net, y, padded, height, width, rate, refine_steps)
-    streams = net.compress_latent(y, coder)
     shapes = net.latent_shapes(*padded.shape[:2])
     header = Header(
         model=net.name,
@@ -140,7 +139,22 @@ def encode_with(
         width=width,
         latent_shapes=tuple(shapes[name] for name in net.stream_names),
     )
-    return container.pack(header, streams)
+    data = container.pack(header, net.compress_latent(y, coder))
+    if refine_steps:  # keep the refined file only if its real loss is lower
+        y = refine.refine(net, y, padded, height, width, rate, refine_steps)
+        refined = container.pack(header, net.compress_latent(y, coder))
+        image = padded[:height, :width]
+        data = min(data, refined, key=lambda candidate: coded_loss(net, candidate, image, tile))
+    return data
+
+
+def coded_loss(net: LatentCodecModel, data: bytes, image: np.ndarray, tile: int = tiling.TILE) -> float:
+    """J = λ·255²·MSE + bpp of a file: bpp from its bytes, MSE (on the 0–1 scale) of its decoded
+    8-bit RGB pixels against the uint8 RGB `image`, λ the file's rate parameter."""
+    header, streams = container.unpack(data)
+    decoded = decode_with(net, header, streams, tile)
+    mse = float(np.mean((decoded.astype(np.float64) - image) ** 2)) / 255**2
+    return header.rate * 255**2 * mse + len(data) * 8 / (header.height * header.width)
 
 
 def read_header(data: bytes) -> Header:

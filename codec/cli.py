@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="STEPS",
-        help="optimize this image's latent for STEPS steps before coding: smaller files at the same quality, "
-        "any decoder, about 0.5 s per step for a Kodak image on 2 cores (default 0: off; 40 is a good start)",
+        help="optimize this image's latent for STEPS gradient steps before coding: files decode as usual, "
+        "at a lower rate-distortion cost, for much slower encoding; with a target, every trial is refined "
+        "(default 0: off; the benchmark uses 40)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -17,8 +17,10 @@ read the model's files decode it.
 
 Choices, and why:
 
-* J is evaluated where the coder will be: ŷ and ẑ are rounded exactly as
-  ``compress_latent`` rounds them (around the same means and medians), with
+* J is evaluated where the coder will be: ŷ and ẑ are rounded as
+  ``compress_latent`` rounds them, around the same medians and around the
+  means of the float entropy-parameter networks (coding uses their
+  integer-exact twins, which agree to fixed-point precision), with
   straight-through gradients (``forward_latent(straight_through=True)``). Yang
   et al. find a stochastic annealed relaxation better still, at the price of a
   schedule with more knobs; straight-through rounding is deterministic and
@@ -31,10 +33,11 @@ Choices, and why:
   amortized latent is furthest from the optimum. This rule was chosen on
   photos of the training sets, not on Kodak (benchmarks/refine.py measures it).
 * The straight-through gradient is not the gradient of J, so J can rise along
-  the way; the iterate with the lowest J is kept. Step 0 is g_a's own latent,
-  so refinement never returns a latent worse than the plain encoder's under the
-  model's estimate of J (the rate of the integer-coded file differs from that
-  estimate by well under 1 %).
+  the way; the iterate with the lowest estimated J is kept (step 0 is g_a's own
+  latent). The estimate is not the file: the coded rate differs from it by
+  about 1 %, and a value on a rounding boundary can round the other way with
+  the integer means. So the encoder (codec/api.py) codes both the plain and the
+  refined latent and keeps the file whose real J is lower.
 * Distortion counts only the image's own pixels, not the edge padding.
 
 The whole image is optimized at once, so memory grows with its size

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from codec import api, container, refine, weights
+from codec import api, cli, container, refine, weights
 from codec.errors import UnsupportedImageError
 from codec.image import pad
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
@@ -19,7 +19,7 @@ QUALITY = 85  # λ ≈ 0.09: refinement gains most at high rates
 def loss_of(data: bytes, reference: np.ndarray) -> float:
     """J = λ·255²·MSE + bpp of a file, from its bytes and its decoded 8-bit image."""
     header = api.read_header(data)
-    decoded = np.asarray(api.decode(data))
+    decoded = np.asarray(api.decode(data).convert("RGB"))
     mse = np.mean((decoded.astype(np.float64) / 255 - reference / 255) ** 2)
     return header.rate * 255**2 * mse + len(data) * 8 / (header.width * header.height)
 
@@ -29,13 +29,14 @@ def shipped_default(monkeypatch):
     monkeypatch.setenv("AECODEC_WEIGHTS", str(SHIPPED))
 
 
-def test_straight_through_rate_estimate_matches_the_coded_streams(shipped_default):
+def test_straight_through_rate_estimate_of_a_refined_latent_matches_the_coded_streams(shipped_default):
     image = natural_image(128, 192)
     point = api.select_rate_point(api.DEFAULT_MODEL, QUALITY)
     net, rate = weights.load(point), api.rate_for_quality(api.DEFAULT_MODEL, QUALITY)
-    x = torch.from_numpy(pad(image, PAD_MULTIPLE)).permute(2, 0, 1)[None].float() / 255
+    padded = pad(image, PAD_MULTIPLE)
+    x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
-        y = net.gained(net.g_a(x), rate)
+        y = refine.refine(net, net.gained(net.g_a(x), rate), padded, *image.shape[:2], rate, steps=5)
         out = net.forward_latent(y, rate, straight_through=True)
         estimate = sum(float(-torch.log2(lik).sum()) for lik in out["likelihoods"].values())
     coded = 8 * sum(len(stream) for stream in net.compress_latent(y))
@@ -58,10 +59,11 @@ def test_refinement_keeps_the_plain_latent_when_no_step_lowers_the_loss(shipped_
 
 
 @pytest.mark.parametrize("model", sorted(ARCHITECTURES))
-def test_every_architecture_refines_into_a_decodable_file(tiny_weights, model):
+def test_every_architecture_refines_into_a_decodable_file_no_worse_than_plain(tiny_weights, model):
     image = synthetic_image(40, 72)
     data = api.encode(image, quality=70, model=model, refine_steps=3)
     assert np.asarray(api.decode(data)).shape == image.shape
+    assert loss_of(data, image) <= loss_of(api.encode(image, quality=70, model=model), image)
 
 
 def test_refinement_refuses_bad_step_counts_and_images_too_large_to_hold(tiny_weights, monkeypatch):
@@ -83,3 +85,15 @@ def test_cli_refine_flag_codes_and_refuses_negative_steps(tiny_weights_dir, tmp_
     bad = aecodec("encode", str(png), str(tmp_path / "y.aec"), "--refine", "-1", env_weights=tiny_weights_dir)
     assert bad.returncode == 2 and b"--refine must be between" in bad.stderr and len(bad.stderr.splitlines()) == 1
     assert not (tmp_path / "y.aec").exists()
+
+
+def test_cli_refusing_an_image_too_large_to_refine_is_one_line_and_leaves_no_file(
+    tiny_weights, tmp_path, monkeypatch, capsys
+):
+    png, aec = tmp_path / "in.png", tmp_path / "x.aec"
+    Image.fromarray(synthetic_image(45, 70)).save(png)
+    monkeypatch.setattr(refine, "MAX_PIXELS", 64 * 64)
+    assert cli.main(["encode", str(png), str(aec), "--refine", "2"]) == 1
+    error = capsys.readouterr().err
+    assert "without refinement" in error and len(error.splitlines()) == 1
+    assert not aec.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

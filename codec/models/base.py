@@ -6,7 +6,7 @@ defines, symmetrically (as in CompressAI):
 * ``forward(x)`` for training: the reconstruction and the likelihood of every
   latent under the entropy model (uniform noise stands in for rounding). It is
   ``forward_latent(gained(g_a(x)))``; ``forward_latent(y, straight_through=True)``
-  rounds exactly as coding does, with straight-through gradients, so that an
+  rounds as coding does, with straight-through gradients, so that an
   encoder can optimize y itself (codec/refine.py);
 * ``compress_latent(y, coder)``: quantization and entropy coding of the
   analysis transform's output y, one byte string per latent stream, in
