@@ -2,6 +2,7 @@
 
     python -m benchmarks.refine [--data DIR] [--limit N] [--steps 40] [--lambdas L1,L2,...]
                                 [--model minnen2020-channelwise] [--out benchmarks/results/refine.json]
+    python -m benchmarks.refine --memory [--out benchmarks/results/refine-memory.json]
 
 Every image is coded at each λ twice through the CLI's data path, plain and
 refined, and decoded with the unchanged decoder: bpp from the file bytes, PSNR
@@ -14,12 +15,21 @@ whose files do not depend on the run, and the published curves), and the encode
 times. The λ default to the benchmark's sweep of the model's range, so the plain
 curve is the benchmark's. An interrupted run resumes: finished rows are kept in
 ``<out>.partial.jsonl``.
+
+``--memory`` instead measures the peak resident memory and the time of one
+refined encode (quality 75, ``--steps``) in a fresh process per image size, on
+Kodak mosaics (benchmarks/large_images.py) of 512×768, 1024×1024 and 2048×2048
+pixels: the whole image is refined in one piece, so memory grows with its area
+(codec/refine.py bounds it with ``MAX_PIXELS``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +41,7 @@ from tqdm import tqdm
 from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO, default_kodak, kodak_images
 from benchmarks.harness import MEASURED_ANCHORS, PUBLISHED, settings_of, slug
+from benchmarks.large_images import mosaic
 from codec import api, container, weights
 from codec.metrics import bits_per_pixel
 
@@ -56,6 +67,44 @@ def code(net, point: weights.RatePoint, array: np.ndarray, lmbda: float, steps: 
     decoded = api.decode_with(net, header, streams)
     mse = float(np.mean((decoded.astype(np.float64) - array) ** 2))
     return {"bpp": bits_per_pixel(len(data), *array.shape[:2]), "mse": mse, "encode_s": seconds}
+
+
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "refine.json"
+MEMORY_SIZES = ((512, 768), (1024, 1024), (2048, 2048))
+
+_MEMORY_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+import codec
+from codec import api, weights
+image, steps = np.load(sys.argv[1]), int(sys.argv[2])
+weights.load(api.select_rate_point(api.DEFAULT_MODEL, 75))
+def peak():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+baseline = peak()
+start = time.perf_counter()
+codec.encode(image, quality=75, refine_steps=steps)
+print(json.dumps({"baseline_mib": baseline, "peak_mib": peak(), "encode_s": time.perf_counter() - start}))
+"""
+
+
+def memory_and_time(images: list[Path], steps: int) -> dict:
+    """Peak RSS (MiB, after loading the model and in all) and seconds of one refined encode per size."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for height, width in MEMORY_SIZES:
+            path = Path(tmp) / f"{height}x{width}.npy"
+            np.save(path, mosaic(images, height, width))
+            run = subprocess.run(
+                [sys.executable, "-c", _MEMORY_SCRIPT, str(path), str(steps)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            )
+            results[f"{width}x{height}"] = json.loads(run.stdout.strip().splitlines()[-1])
+    return {"steps": steps, "torch_threads": torch.get_num_threads(), "results": results}
 
 
 def psnr_of(mse: float) -> float:
@@ -163,8 +212,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--lambdas", default=None, help="comma-separated λ (default: the benchmark's sweep)")
     parser.add_argument("--model", default=api.DEFAULT_MODEL)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/refine.json"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--memory", action="store_true", help="peak memory and time of refined encodes by size")
     args = parser.parse_args(argv)
+    if args.memory:
+        out = args.out if args.out != DEFAULT_OUT else args.out.with_name("refine-memory.json")
+        report = memory_and_time(kodak_images(args.data), args.steps)
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        for size, r in report["results"].items():
+            print(
+                f"  {size}: {r['encode_s']:.1f} s, peak {r['peak_mib']:.0f} MiB (after loading {r['baseline_mib']:.0f})"
+            )
+        return
     if args.lambdas:
         lambdas = [float(v) for v in args.lambdas.split(",")]
     else:

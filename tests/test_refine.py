@@ -97,3 +97,22 @@ def test_cli_refusing_an_image_too_large_to_refine_is_one_line_and_leaves_no_fil
     error = capsys.readouterr().err
     assert "without refinement" in error and len(error.splitlines()) == 1
     assert not aec.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_reduced_refinement_benchmark_never_reports_a_worse_file_and_resumes(shipped_default, tmp_path, monkeypatch):
+    from benchmarks import refine as bench
+
+    paths = []
+    for i, (top, left) in enumerate(((0, 0), (40, 60))):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(natural_image(64 + top, 96 + left)[top:, left:]).save(paths[-1])
+    partial = tmp_path / "refine.partial.jsonl"
+    result = bench.measure(api.DEFAULT_MODEL, paths, [0.0067, 0.0932], steps=3, partial=partial)
+    for entry in result["per_lambda"]:
+        assert entry["refined"]["J"] <= entry["plain"]["J"] and entry["plain"]["bpp"] > 0
+    assert len(partial.read_text().splitlines()) == 4
+    monkeypatch.setattr(bench, "code", lambda *args: pytest.fail("a finished row was coded again"))
+    assert (
+        bench.measure(api.DEFAULT_MODEL, paths, [0.0067, 0.0932], steps=3, partial=partial)["per_lambda"]
+        == (result["per_lambda"])
+    )
