@@ -3,6 +3,7 @@
     python -m benchmarks.refine [--data DIR] [--limit N] [--steps 40] [--lambdas L1,L2,...]
                                 [--model minnen2020-channelwise] [--out benchmarks/results/refine.json]
     python -m benchmarks.refine --memory [--out benchmarks/results/refine-memory.json]
+    python -m benchmarks.refine --readme     # README's refinement table from benchmarks/results/refine.json
 
 Every image is coded at each λ twice through the CLI's data path, plain and
 refined, and decoded with the unchanged decoder: bpp from the file bytes, PSNR
@@ -127,6 +128,7 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
             except json.JSONDecodeError:  # the last line of a run killed while writing
                 continue
             if row["steps"] == steps and row["weights_sha256"] == point.card["sha256"]:
+                row["lambda"] = point.rate_for(row["lambda"])
                 done[row["image"], row["lambda"]] = row
     rows = []
     with tqdm(total=len(images) * len(lambdas), desc="refine", unit="code") as bar:
@@ -205,6 +207,37 @@ def bd_rate_or_none(reference: tuple[list[float], list[float]], test: tuple[list
         return None
 
 
+README_BEGIN, README_END = "<!-- refine-results:begin -->", "<!-- refine-results:end -->"
+
+
+def readme_table(result: dict) -> str:
+    """The README's refinement table from a results file."""
+    lines = [
+        "| λ | plain bpp | plain PSNR | refined bpp | refined PSNR | J change | encode s, plain / refined |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in result["per_lambda"]:
+        p, r = e["plain"], e["refined"]
+        lines.append(
+            f"| {e['lambda']:.4g} | {p['bpp']:.3f} | {p['psnr']:.2f} | {r['bpp']:.3f} | {r['psnr']:.2f} "
+            f"| {e['J_change_percent']:+.2f} % | {p['encode_s']:.2f} / {r['encode_s']:.1f} |"
+        )
+    rows = result["per_image"]
+    kept = 100 * sum(r["refined_kept"] for r in rows) / len(rows)
+    lines.append(
+        f"\nBD-rate of the refined curve against the plain one: {result['bd_rate_refined_vs_plain_percent']:+.2f} %. "
+        f"The refined file was kept (lower real J than the plain one) for {kept:.0f} % of the {len(rows)} coded images."
+    )
+    return "\n".join(lines)
+
+
+def update_readme(result: dict, readme: Path = REPO / "README.md") -> None:
+    text = readme.read_text()
+    head, rest = text.split(README_BEGIN)
+    _, tail = rest.split(README_END)
+    readme.write_text(f"{head}{README_BEGIN}\n{readme_table(result)}\n{README_END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.refine", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_kodak())
@@ -214,7 +247,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=api.DEFAULT_MODEL)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--memory", action="store_true", help="peak memory and time of refined encodes by size")
+    parser.add_argument("--readme", action="store_true", help="rewrite README's refinement table from --out")
     args = parser.parse_args(argv)
+    if args.readme:
+        update_readme(json.loads(args.out.read_text()))
+        return
     if args.memory:
         out = args.out if args.out != DEFAULT_OUT else args.out.with_name("refine-memory.json")
         report = memory_and_time(kodak_images(args.data), args.steps)
