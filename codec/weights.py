@@ -176,7 +176,8 @@ def _compact(model: LatentCodecModel, state: dict[str, Tensor]) -> dict[str, Ten
     """The state dict in smaller storage that codes the same: integer-network tensors in the
     narrowest integer type that holds them (loading widens them back to int64), and the float
     weights of each network that codes only through its integer copy (h_s, the entropy
-    parameters) as float16: those are a starting point for training, and coding never reads them."""
+    parameters) as float16: those are a starting point for training and for refinement's estimate
+    of the rate (codec/refine.py), and coding never reads them."""
     integer = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis))
     coded_as_integers = tuple(name.replace("_integer", "", 1) for name in integer)
     for key, value in state.items():
