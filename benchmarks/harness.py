@@ -205,12 +205,17 @@ def psnr_at(bpp: list[float], psnr_db: list[float], rate: float) -> float | None
     return float(PchipInterpolator(log_rate[keep], values[keep])(math.log10(rate)))
 
 
+def published_curves() -> dict[str, tuple[list[float], list[float]]]:
+    """(bpp, PSNR) of each published reference curve, named "<curve> (published)"."""
+    published = {k: v for k, v in json.loads(PUBLISHED.read_text()).items() if isinstance(v, dict)}
+    return {f"{k} (published)": (v["bpp"], v["psnr"]) for k, v in published.items()}
+
+
 def summarize(curves: list[Curve]) -> dict:
     """BD-rates against JPEG 4:2:0 and AVIF 4:4:4 (this run) and the published curves, and PSNR at fixed rates."""
-    published = {k: v for k, v in json.loads(PUBLISHED.read_text()).items() if isinstance(v, dict)}
     measured = {c.name: (c.means()["bpp"], c.means()["psnr-rgb"]) for c in curves}
     anchors = {f"{name} (this run)": measured.get(name) for name in MEASURED_ANCHORS}
-    anchors |= {f"{k} (published)": (v["bpp"], v["psnr"]) for k, v in published.items()}
+    anchors |= published_curves()
     table = {}
     for name, (bpp, psnr_db) in measured.items():
         entry = {"psnr_at_bpp": {str(r): psnr_at(bpp, psnr_db, r) for r in RATES_OF_INTEREST}, "bd_rate_percent": {}}

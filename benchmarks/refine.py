@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO, default_kodak, kodak_images
-from benchmarks.harness import MEASURED_ANCHORS, PUBLISHED, settings_of, slug
+from benchmarks.harness import MEASURED_ANCHORS, published_curves, settings_of, slug
 from benchmarks.large_images import mosaic
 from codec import api, container, weights
 from codec.metrics import bits_per_pixel
@@ -55,8 +55,7 @@ def anchor_curves(results: Path) -> dict[str, tuple[list[float], list[float]]]:
         if path.exists():
             means = json.loads(path.read_text())["results"]
             curves[f"{name} (last benchmark)"] = (means["bpp"], means["psnr-rgb"])
-    published = {k: v for k, v in json.loads(PUBLISHED.read_text()).items() if isinstance(v, dict)}
-    return curves | {f"{k} (published)": (v["bpp"], v["psnr"]) for k, v in published.items()}
+    return curves | published_curves()
 
 
 def code(net, point: weights.RatePoint, array: np.ndarray, lmbda: float, steps: int) -> dict[str, float]:

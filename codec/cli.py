@@ -224,6 +224,13 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
             os.unlink(tmp)
 
 
+def _encode_at_quality(image: Image.Image, args: argparse.Namespace) -> bytes:
+    """`image` coded with the -q, --model, --coder, --device and --refine options."""
+    return api.encode(
+        image, quality=args.quality, model=args.model, coder=args.coder, device=args.device, refine_steps=args.refine
+    )
+
+
 def run_encode(args: argparse.Namespace) -> None:
     _check_device(args.device)
     _check_quality(args)
@@ -240,14 +247,7 @@ def run_encode(args: argparse.Namespace) -> None:
             refine_steps=args.refine,
         )
     else:
-        data = api.encode(
-            image,
-            quality=args.quality,
-            model=args.model,
-            coder=args.coder,
-            device=args.device,
-            refine_steps=args.refine,
-        )
+        data = _encode_at_quality(image, args)
     _write_output(args.output, data, args.force)
     if not args.quiet:
         header = api.read_header(data)
@@ -321,14 +321,7 @@ def run_eval(args: argparse.Namespace) -> None:
     for path in args.images:
         image = open_image(path)
         reference, mode = to_array(image)
-        data = api.encode(
-            image,
-            quality=args.quality,
-            model=args.model,
-            coder=args.coder,
-            device=args.device,
-            refine_steps=args.refine,
-        )
+        data = _encode_at_quality(image, args)
         decoded = np.asarray(api.decode(data, device=args.device).convert("RGB"))
         if mode == "L":
             reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))
