@@ -43,7 +43,7 @@ from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO, default_kodak, kodak_images
 from benchmarks.harness import MEASURED_ANCHORS, published_curves, settings_of, slug
 from benchmarks.large_images import mosaic
-from codec import api, container, weights
+from codec import api, container, refine, weights
 from codec.metrics import bits_per_pixel
 
 
@@ -126,7 +126,12 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                 row = json.loads(line)
             except json.JSONDecodeError:  # the last line of a run killed while writing
                 continue
-            if row["steps"] == steps and row["weights_sha256"] == point.card["sha256"]:
+            same = (row["steps"], row["weights_sha256"], row.get("method")) == (
+                steps,
+                point.card["sha256"],
+                refine.METHOD,
+            )
+            if same:
                 row["lambda"] = point.rate_for(row["lambda"])
                 done[row["image"], row["lambda"]] = row
     rows = []
@@ -137,7 +142,8 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                 row = done.get((path.name, lmbda))
                 if row is None:
                     plain, refined = code(net, point, array, lmbda, 0), code(net, point, array, lmbda, steps)
-                    row = {"image": path.name, "lambda": lmbda, "steps": steps, "weights_sha256": point.card["sha256"]}
+                    row = {"image": path.name, "lambda": lmbda, "steps": steps, "method": refine.METHOD}
+                    row |= {"weights_sha256": point.card["sha256"]}
                     row |= {"plain": plain, "refined": refined}
                     if partial is not None:
                         with partial.open("a") as f:
@@ -187,6 +193,7 @@ def summarize(model, point, images, steps, lambdas, rows) -> dict:
         "weights_sha256": point.card["sha256"],
         "images": [p.name for p in images],
         "steps": steps,
+        "method": refine.METHOD,
         "torch_threads": torch.get_num_threads(),
         "per_lambda": per_lambda,
         "bd_rate_refined_vs_plain_percent": bd_rate_or_none(curves["plain"], curves["refined"]),

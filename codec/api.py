@@ -39,7 +39,7 @@ from codec import container, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, UnsupportedImageError, WeightsError
-from codec.image import ImageLike, pad, to_array, to_image
+from codec.image import GRAY, ImageLike, pad, to_array, to_image
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
@@ -141,7 +141,7 @@ def encode_with(
     )
     data = container.pack(header, net.compress_latent(y, coder))
     if refine_steps:  # keep the refined file only if its real loss is lower
-        y = refine.refine(net, y, padded, height, width, rate, refine_steps)
+        y = refine.refine(net, y, padded, height, width, rate, refine_steps, mode)
         refined = container.pack(header, net.compress_latent(y, coder))
         image = padded[:height, :width]
         data = min(data, refined, key=lambda candidate: coded_loss(net, candidate, image, tile))
@@ -149,11 +149,13 @@ def encode_with(
 
 
 def coded_loss(net: LatentCodecModel, data: bytes, image: np.ndarray, tile: int = tiling.TILE) -> float:
-    """J = λ·255²·MSE + bpp of a file: bpp from its bytes, MSE (on the 0–1 scale) of its decoded
-    8-bit RGB pixels against the uint8 RGB `image`, λ the file's rate parameter."""
+    """J = λ·255²·MSE + bpp of a file: bpp from its bytes, MSE (on the 0–1 scale) of the 8-bit
+    pixels it decodes to (RGB, or gray) against the uint8 RGB `image` (for a gray file, its three
+    channels equal), λ the file's rate parameter."""
     header, streams = container.unpack(data)
-    decoded = decode_with(net, header, streams, tile)
-    mse = float(np.mean((decoded.astype(np.float64) - image) ** 2)) / 255**2
+    decoded = np.asarray(to_image(decode_with(net, header, streams, tile), header.mode), dtype=np.float64)
+    reference = image[..., 0] if header.mode == GRAY else image
+    mse = float(np.mean((decoded - reference) ** 2)) / 255**2
     return header.rate * 255**2 * mse + len(data) * 8 / (header.height * header.width)
 
 

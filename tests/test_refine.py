@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from compressai.ops import quantize_ste
 from PIL import Image
 
 from codec import api, cli, container, refine, weights
@@ -29,7 +30,7 @@ def shipped_default(monkeypatch):
     monkeypatch.setenv("AECODEC_WEIGHTS", str(SHIPPED))
 
 
-def test_straight_through_rate_estimate_of_a_refined_latent_matches_the_coded_streams(shipped_default):
+def test_rate_estimate_of_a_refined_latent_matches_the_coded_streams(shipped_default):
     image = natural_image(128, 192)
     point = api.select_rate_point(api.DEFAULT_MODEL, QUALITY)
     net, rate = weights.load(point), api.rate_for_quality(api.DEFAULT_MODEL, QUALITY)
@@ -37,7 +38,7 @@ def test_straight_through_rate_estimate_of_a_refined_latent_matches_the_coded_st
     x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         y = refine.refine(net, net.gained(net.g_a(x), rate), padded, *image.shape[:2], rate, steps=5)
-        out = net.forward_latent(y, rate, straight_through=True)
+        out = net.forward_latent(y, rate, rounding=quantize_ste)
         estimate = sum(float(-torch.log2(lik).sum()) for lik in out["likelihoods"].values())
     coded = 8 * sum(len(stream) for stream in net.compress_latent(y))
     assert abs(coded - estimate) / coded < 0.03
@@ -50,6 +51,46 @@ def test_refined_file_decodes_with_the_unchanged_decoder_at_a_lower_loss(shipped
     assert refined != plain
     assert api.read_header(refined) == api.read_header(plain)
     assert loss_of(refined, image) < 0.99 * loss_of(plain, image)
+
+
+def test_relaxed_rounding_stays_between_floor_and_ceiling_and_hardens_as_it_cools():
+    values = torch.linspace(-3, 3, 1001)
+    generator = torch.Generator().manual_seed(0)
+    hot = refine.gumbel_rounding(refine.TEMPERATURE_START, generator)(values)
+    assert torch.all(hot >= torch.floor(values)) and torch.all(hot <= torch.floor(values) + 1)
+    assert (hot - torch.round(values)).abs().max() > 0.2  # hot: far from rounding somewhere
+    clear = (values - torch.floor(values) - 0.5).abs() > 0.1  # not within 0.1 of a rounding boundary
+    cold = refine.gumbel_rounding(0.01, generator)(values)
+    assert torch.allclose(cold[clear], torch.round(values[clear]), atol=1e-3)
+
+
+def test_relaxed_rounding_passes_gradients_to_the_latent():
+    values = torch.tensor([0.2, 0.5, 1.7], requires_grad=True)
+    refine.gumbel_rounding(0.5, torch.Generator().manual_seed(0))(values).sum().backward()
+    assert values.grad is not None and torch.all(values.grad != 0)
+
+
+def test_refined_encoding_is_repeatable(shipped_default):
+    image = natural_image(64, 128)
+    assert api.encode(image, quality=QUALITY, refine_steps=4) == api.encode(image, quality=QUALITY, refine_steps=4)
+
+
+def test_gray_image_distortion_is_that_of_the_luma_the_decoder_outputs():
+    gray = torch.full((1, 3, 4, 4), 0.5)
+    tinted = gray + torch.tensor([0.114, 0.0, -0.299]).view(1, 3, 1, 1)  # the same luma, another colour
+    assert refine.distortion(tinted, gray, "L") < 1e-12 < refine.distortion(tinted, gray, "RGB")
+
+
+def test_refined_gray_file_decodes_to_gray_at_a_lower_loss(shipped_default):
+    gray = natural_image(128, 192)[..., 1]
+    plain, refined = (api.encode(gray, quality=QUALITY, refine_steps=steps) for steps in (0, 15))
+    losses = []
+    for data in (plain, refined):
+        decoded = api.decode(data)
+        assert decoded.mode == "L"
+        mse = np.mean((np.asarray(decoded, dtype=np.float64) - gray) ** 2) / 255**2
+        losses.append(api.read_header(data).rate * 255**2 * mse + len(data) * 8 / gray.size)
+    assert losses[1] < 0.99 * losses[0]
 
 
 def test_refinement_keeps_the_plain_latent_when_no_step_lowers_the_loss(shipped_default, monkeypatch):

@@ -5,9 +5,10 @@ defines, symmetrically (as in CompressAI):
 
 * ``forward(x)`` for training: the reconstruction and the likelihood of every
   latent under the entropy model (uniform noise stands in for rounding). It is
-  ``forward_latent(gained(g_a(x)))``; ``forward_latent(y, straight_through=True)``
-  rounds as coding does, with straight-through gradients, so that an
-  encoder can optimize y itself (codec/refine.py);
+  ``forward_latent(gained(g_a(x)))``; ``forward_latent(y, rounding=...)``
+  quantizes where coding does (around the same medians and means) with a
+  differentiable stand-in for rounding, so that an encoder can optimize y
+  itself (codec/refine.py);
 * ``compress_latent(y, coder)``: quantization and entropy coding of the
   analysis transform's output y, one byte string per latent stream, in
   ``stream_names`` order (the order the decoder needs them);
@@ -29,11 +30,11 @@ recomputes them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
 from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianConditional
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from codec.entropy import CdfTables
@@ -41,6 +42,11 @@ from codec.integer import IntegerSynthesis
 from codec.layers import GainUnits
 
 PAD_MULTIPLE = 64
+
+Rounding = Callable[[Tensor], Tensor]
+"""How ``forward_latent`` quantizes instead of adding training noise: a function of the latent
+minus its coding offset (median or mean) that returns integers, or a relaxation of them, with
+gradients, e.g. compressai's ``quantize_ste`` (rounding, straight-through gradients)."""
 _TABLE_BUFFERS = ("_quantized_cdf", "_cdf_length", "_offset", "scale_table")
 
 
@@ -84,10 +90,10 @@ class LatentCodecModel(nn.Module):
         """Training outputs of a batch of images: ``x_hat`` and the ``likelihoods`` of each latent."""
         return self.forward_latent(self.gained(self.g_a(x), lmbda), lmbda)
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
-        """``forward`` from the gained latent y on. `straight_through`: round as coding does (around
-        the same medians and means) with straight-through gradients, instead of the entropy models'
-        own quantization (uniform noise in training mode)."""
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+        """``forward`` from the gained latent y on. `rounding`: quantize with it around the offsets
+        coding rounds around (medians, means), instead of the entropy models' own quantization
+        (uniform noise in training mode)."""
         raise NotImplementedError
 
     def entropy_models(self) -> dict[str, EntropyModel]:
@@ -183,18 +189,17 @@ def full_precision(x: Tensor) -> torch.autocast:
 
 
 def factorized_likelihood(
-    bottleneck: EntropyBottleneck, values: Tensor, medians: Tensor, straight_through: bool
+    bottleneck: EntropyBottleneck, values: Tensor, medians: Tensor, rounding: Rounding | None
 ) -> tuple[Tensor, Tensor]:
     """(quantized values, likelihoods) of a (B, C, H, W) latent under a factorized entropy model.
 
-    Without `straight_through`, the bottleneck's own forward (noise in training
-    mode); with it, rounding around the medians as in coding, gradients passing
-    straight through the rounding.
+    Without `rounding`, the bottleneck's own forward (noise in training mode);
+    with it, `rounding` applied around the medians, where coding rounds.
     """
     with full_precision(values):
-        if not straight_through:
+        if rounding is None:
             return bottleneck(values.float())
-        quantized = quantize_ste(values.float() - medians) + medians
+        quantized = rounding(values.float() - medians) + medians
         by_channel = quantized.transpose(0, 1)  # the bottleneck's (C, 1, −1) layout
         likelihood, _, _ = bottleneck._likelihood(by_channel.reshape(by_channel.shape[0], 1, -1))
         if bottleneck.use_likelihood_bound:
@@ -203,15 +208,15 @@ def factorized_likelihood(
 
 
 def gaussian_likelihood(
-    conditional: GaussianConditional, values: Tensor, scales: Tensor, means: Tensor | None, straight_through: bool
+    conditional: GaussianConditional, values: Tensor, scales: Tensor, means: Tensor | None, rounding: Rounding | None
 ) -> tuple[Tensor, Tensor]:
     """(quantized values, likelihoods) of a latent under a conditional Gaussian, as above."""
     with full_precision(values):
         values, scales = values.float(), scales.float()
         means = None if means is None else means.float()
-        if not straight_through:
+        if rounding is None:
             return conditional(values, scales, means=means)
-        quantized = quantize_ste(values) if means is None else quantize_ste(values - means) + means
+        quantized = rounding(values) if means is None else rounding(values - means) + means
         likelihood = conditional._likelihood(quantized, scales, means)
         if conditional.use_likelihood_bound:
             likelihood = conditional.likelihood_lower_bound(likelihood)

@@ -58,7 +58,14 @@ from torch import Tensor, nn
 from codec import entropy
 from codec.integer import FRACTION_BITS, IntegerSynthesis
 from codec.layers import conv
-from codec.models.base import PAD_MULTIPLE, channel_indexes, factorized_likelihood, full_precision, gaussian_likelihood
+from codec.models.base import (
+    PAD_MULTIPLE,
+    Rounding,
+    channel_indexes,
+    factorized_likelihood,
+    full_precision,
+    gaussian_likelihood,
+)
 from codec.models.meanscale import MeanScaleHyperprior
 from codec.tiling import onednn
 
@@ -108,18 +115,20 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
     def _lrp(self, i: int, support: list[Tensor]) -> Tensor:
         return 0.5 * torch.tanh(self.residual_prediction[i](torch.cat(support, dim=1)))
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
         z = self.h_a(y)
-        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), straight_through)
+        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         hyper = self.h_s(z_hat)
         decoded, y_hat, likelihoods = [], [], []
         for i, y_slice in enumerate(y.chunk(NUM_SLICES, dim=1)):
             scales, means = self.entropy_parameters[i](torch.cat([hyper, *decoded], dim=1)).chunk(2, dim=1)
-            _, slice_likelihoods = gaussian_likelihood(
-                self.gaussian_conditional, y_slice, scales, means, straight_through
+            slice_hat, slice_likelihoods = gaussian_likelihood(
+                self.gaussian_conditional, y_slice, scales, means, rounding
             )
-            with full_precision(y):  # ŷ too: in bf16, round(y − μ) + μ would not be the decoder's value
-                decoded.append(quantize_ste(y_slice.float() - means.float()) + means.float())
+            if rounding is None:  # training: noise for the rate, but the decoder's values for the context
+                with full_precision(y):  # in bf16, round(y − μ) + μ would not be the decoder's value
+                    slice_hat = quantize_ste(y_slice.float() - means.float()) + means.float()
+            decoded.append(slice_hat)
             likelihoods.append(slice_likelihoods)
             y_hat.append(decoded[-1] + self._lrp(i, [hyper, *decoded]).float())
         x_hat = self.g_s(self.ungained(torch.cat(y_hat, dim=1), lmbda))

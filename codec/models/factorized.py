@@ -25,6 +25,7 @@ from codec.layers import analysis_transform, synthesis_transform
 from codec.models.base import (
     PAD_MULTIPLE,
     LatentCodecModel,
+    Rounding,
     channel_indexes,
     factorized_likelihood,
 )
@@ -49,8 +50,8 @@ class FactorizedPrior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"y": (self.M, height // 16, width // 16)}
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
-        y_hat, y_likelihoods = factorized_likelihood(self.entropy_bottleneck, y, self._medians(), straight_through)
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+        y_hat, y_likelihoods = factorized_likelihood(self.entropy_bottleneck, y, self._medians(), rounding)
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods}}
 
     def _medians(self) -> Tensor:

@@ -40,6 +40,7 @@ from codec.layers import analysis_transform, conv, deconv, synthesis_transform
 from codec.models.base import (
     PAD_MULTIPLE,
     LatentCodecModel,
+    Rounding,
     channel_indexes,
     factorized_likelihood,
     gaussian_likelihood,
@@ -85,11 +86,11 @@ class ScaleHyperprior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"z": (self.N, height // 64, width // 64), "y": (self.M, height // 16, width // 16)}
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
         z = self.h_a(torch.abs(y))
-        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), straight_through)
+        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         scales = self.h_s(z_hat)
-        y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, None, straight_through)
+        y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, None, rounding)
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def _z_medians(self) -> Tensor:

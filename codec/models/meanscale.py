@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from codec import entropy
 from codec.integer import FRACTION_BITS
 from codec.layers import conv, deconv
-from codec.models.base import channel_indexes, factorized_likelihood, gaussian_likelihood
+from codec.models.base import Rounding, channel_indexes, factorized_likelihood, gaussian_likelihood
 from codec.models.hyperprior import ScaleHyperprior
 
 
@@ -57,11 +57,11 @@ class MeanScaleHyperprior(ScaleHyperprior):
             conv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
         )  # fmt: skip
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, straight_through: bool = False) -> dict:
+    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
         z = self.h_a(y)
-        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), straight_through)
+        z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
-        y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, means, straight_through)
+        y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, means, rounding)
         return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def integer_networks_ready(self) -> bool:
