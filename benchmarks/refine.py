@@ -43,7 +43,7 @@ from benchmarks.bdrate import bd_rate
 from benchmarks.data import REPO, default_kodak, kodak_images
 from benchmarks.harness import MEASURED_ANCHORS, published_curves, settings_of, slug
 from benchmarks.large_images import mosaic
-from codec import api, container, refine, weights
+from codec import __version__, api, container, refine, weights
 from codec.metrics import bits_per_pixel
 
 
@@ -126,12 +126,8 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                 row = json.loads(line)
             except json.JSONDecodeError:  # the last line of a run killed while writing
                 continue
-            same = (row["steps"], row["weights_sha256"], row.get("method")) == (
-                steps,
-                point.card["sha256"],
-                refine.METHOD,
-            )
-            if same:
+            settings = row["steps"], row["weights_sha256"], row.get("method"), row.get("version")
+            if settings == (steps, point.card["sha256"], refine.METHOD, __version__):
                 row["lambda"] = point.rate_for(row["lambda"])
                 done[row["image"], row["lambda"]] = row
     rows = []
@@ -142,7 +138,8 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                 row = done.get((path.name, lmbda))
                 if row is None:
                     plain, refined = code(net, point, array, lmbda, 0), code(net, point, array, lmbda, steps)
-                    row = {"image": path.name, "lambda": lmbda, "steps": steps, "method": refine.METHOD}
+                    row = {"image": path.name, "lambda": lmbda, "steps": steps}
+                    row |= {"method": refine.METHOD, "version": __version__}
                     row |= {"weights_sha256": point.card["sha256"]}
                     row |= {"plain": plain, "refined": refined}
                     if partial is not None:
@@ -194,6 +191,7 @@ def summarize(model, point, images, steps, lambdas, rows) -> dict:
         "images": [p.name for p in images],
         "steps": steps,
         "method": refine.METHOD,
+        "version": __version__,
         "torch_threads": torch.get_num_threads(),
         "per_lambda": per_lambda,
         "bd_rate_refined_vs_plain_percent": bd_rate_or_none(curves["plain"], curves["refined"]),

@@ -228,7 +228,8 @@ def encode_to_target(
         data = encode_with(net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps)
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)
-        quality = psnr(array, decode_with(net, header, streams))
+        decoded = np.asarray(to_image(decode_with(net, header, streams), mode))
+        quality = psnr(array[..., 0] if mode == GRAY else array, decoded)  # of the pixels the file decodes to
         meets = bpp <= target_bpp if target_bpp is not None else quality >= target_psnr
         return data, bpp, quality, meets
 

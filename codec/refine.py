@@ -20,17 +20,21 @@ Choices, and why:
 * Rounding is relaxed by stochastic Gumbel annealing (SGA, Yang et al. 2020,
   section 3.2): each element of y, less the offset coding rounds around (the
   entropy model's median or predicted mean), is replaced by a random blend of
-  its floor and its ceiling. The odds of rounding down versus up are
+  its floor and its ceiling (the offset is 0 for the scale hyperprior). The odds of rounding down versus up are
   exp(−atanh(d)/τ) against exp(−atanh(1 − d)/τ), d being the distance to the
   floor, and the blend is a Gumbel-softmax (Concrete) sample at temperature τ
   (Jang, Gu & Poole 2017; Maddison, Mnih & Teh 2017), so J is differentiable
-  with respect to y. τ falls geometrically from 0.5 to 0.05 over the steps: hot,
-  every element can still change its integer; cold, the blend is nearly the
-  hard rounding the coder applies. On three 512×512 crops of training photos
-  (not Kodak) at 40 steps it lowered J by 3.2, 2.0, 2.7 and 4.5 % at λ 0.0018,
+  with respect to y (the logits are −atanh(·)/τ and the Concrete temperature
+  is τ too, so the blend sharpens as 1/τ²). τ falls geometrically from 0.5 at
+  the first step to 0.05 at the last: hot, every element can still change its
+  integer; cold, the blend is the hard rounding the coder applies except close
+  to a rounding boundary. On three 512×512 crops of training photos at 40
+  steps, the crops this schedule was chosen on (Kodak, held out, is measured by
+  benchmarks/refine.py), it lowered J by 3.2, 2.0, 2.7 and 4.5 % at λ 0.0018,
   0.0067, 0.0483 and 0.18, where straight-through rounding (round forward,
-  identity backward; aecodec 0.5.0) lowered it by 2.3, 1.5, 2.3 and 4.4 %. The noise
-  comes from a generator seeded alike for every image, so encoding is repeatable.
+  identity backward; aecodec 0.5.0) lowered it by 2.3, 1.5, 2.3 and 4.4 %. The
+  noise comes from a generator seeded alike for every image, so encoding is
+  repeatable on one device (a CPU and a GPU draw different noise).
 * Only y is optimized; z = h_a(y) follows it, because ``compress_latent``
   derives z from y (Yang et al. also refine z on its own). z is relaxed the
   same way.
@@ -41,17 +45,18 @@ Choices, and why:
   photos of the training sets, not on Kodak (benchmarks/refine.py measures it),
   for straight-through rounding; with the relaxation, three times larger was no
   better on the crops above.
-* The last iterate is the result: at the final temperature it is nearly where
-  hard rounding puts it. The loss the steps descend is only an estimate of the
+* The last iterate is the result: at the final temperature the relaxation is
+  nearly hard rounding. The loss the steps descend is only an estimate of the
   file's: the relaxation differs from rounding, the coded rate differs from the
   model's by about 1 %, and the coder rounds around the means of integer-exact
   twins of the entropy-parameter networks, which can send a value on a rounding
   boundary the other way. So the encoder (codec/api.py) codes both the plain
   and the refined latent and keeps the file whose real J is lower.
 * Distortion counts only the image's own pixels, not the edge padding, and
-  only what the decoder outputs: for a gray image, the luma that the decoded
-  RGB is converted to (ITU-R 601-2 weights, as Pillow's ``convert("L")``), so
-  colour the gray output drops costs nothing.
+  only what the decoder outputs: the reconstruction clipped to [0, 1] as the
+  decoder clips it, and for a gray image the luma that the decoded RGB is
+  converted to (ITU-R 601-2 weights, as Pillow's ``convert("L")``), so colour
+  that the gray output drops costs nothing.
 
 The whole image is optimized at once, so memory grows with its size
 (``MAX_PIXELS`` bounds it); each step costs about one synthesis transform
@@ -96,30 +101,32 @@ def check(steps: int, height: int, width: int) -> None:
         )
 
 
-def gumbel_rounding(temperature: float, generator: torch.Generator) -> Rounding:
-    """Stochastic Gumbel annealing's relaxed rounding at `temperature`: a Concrete sample between
+def gumbel_rounding(tau: float, generator: torch.Generator) -> Rounding:
+    """Stochastic Gumbel annealing's relaxed rounding at temperature `tau`: a Concrete sample between
     each value's floor and ceiling, rounding down with odds exp(−atanh(d)/τ) to exp(−atanh(1 − d)/τ)
     for a distance d to the floor (Yang, Bamler & Mandt 2020)."""
 
     def round_relaxed(values: Tensor) -> Tensor:
         floor = torch.floor(values).detach()
         distance = (values - floor).clamp(_EPSILON, 1 - _EPSILON)
-        logits = torch.stack([-torch.atanh(distance), -torch.atanh(1 - distance)], dim=-1) / temperature
+        logits = torch.stack([-torch.atanh(distance), -torch.atanh(1 - distance)], dim=-1) / tau
         uniform = torch.rand(logits.shape, generator=generator, device=generator.device).to(logits)
         gumbel = -torch.log(-torch.log(uniform.clamp(_EPSILON, 1 - _EPSILON)))
-        return floor + torch.softmax((logits + gumbel) / temperature, dim=-1)[..., 1]
+        return floor + torch.softmax((logits + gumbel) / tau, dim=-1)[..., 1]
 
     return round_relaxed
 
 
 def temperature(progress: float) -> float:
-    """The relaxation's temperature τ after a fraction `progress` of the steps: 0.5 falling to 0.05."""
+    """The relaxation's temperature τ at `progress` from the first step (0) to the last (1)."""
     return TEMPERATURE_START * (TEMPERATURE_END / TEMPERATURE_START) ** progress
 
 
 def distortion(x_hat: Tensor, image: Tensor, mode: str) -> Tensor:
-    """MSE between a (1, 3, H, W) reconstruction and the image in [0, 1], in the colour mode the
-    file decodes to: RGB, or for a gray image ('L', its three channels equal) the luma."""
+    """MSE between a (1, 3, H, W) reconstruction, clipped as the decoder clips it, and the image in
+    [0, 1], in the colour mode the file decodes to: RGB, or for a gray image ('L', its three
+    channels equal) the luma."""
+    x_hat = x_hat.clamp(0, 1)
     if mode == GRAY:
         x_hat = torch.sum(x_hat * x_hat.new_tensor(LUMA_WEIGHTS).view(1, 3, 1, 1), dim=1, keepdim=True)
         image = image[:, :1]
@@ -150,7 +157,8 @@ def refine(
     with torch.enable_grad():
         for step in range(steps):
             progress = step / steps
-            out = net.forward_latent(latent, lmbda, gumbel_rounding(temperature(progress), generator))
+            tau = temperature(step / max(steps - 1, 1))
+            out = net.forward_latent(latent, lmbda, gumbel_rounding(tau, generator))
             x_hat = out["x_hat"][..., :height, :width]
             bits = sum(-torch.log2(likelihoods).sum() for likelihoods in out["likelihoods"].values())
             loss = lmbda * 255**2 * distortion(x_hat, image, mode) + bits / (height * width)

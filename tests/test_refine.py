@@ -81,6 +81,11 @@ def test_gray_image_distortion_is_that_of_the_luma_the_decoder_outputs():
     assert refine.distortion(tinted, gray, "L") < 1e-12 < refine.distortion(tinted, gray, "RGB")
 
 
+def test_distortion_is_that_of_the_clipped_pixels_the_decoder_outputs():
+    white = torch.ones(1, 3, 4, 4)
+    assert refine.distortion(white + 0.3, white, "RGB") == 0 == refine.distortion(white + 0.3, white, "L")
+
+
 def test_refined_gray_file_decodes_to_gray_at_a_lower_loss(shipped_default):
     gray = natural_image(128, 192)[..., 1]
     plain, refined = (api.encode(gray, quality=QUALITY, refine_steps=steps) for steps in (0, 15))
@@ -93,7 +98,7 @@ def test_refined_gray_file_decodes_to_gray_at_a_lower_loss(shipped_default):
     assert losses[1] < 0.99 * losses[0]
 
 
-def test_refinement_keeps_the_plain_latent_when_no_step_lowers_the_loss(shipped_default, monkeypatch):
+def test_encoder_keeps_the_plain_file_when_the_refined_one_codes_worse(shipped_default, monkeypatch):
     image = natural_image(64, 64)
     monkeypatch.setattr(refine, "learning_rate", lambda lmbda: 1000.0)  # every step lands far off
     assert api.encode(image, quality=QUALITY, refine_steps=3) == api.encode(image, quality=QUALITY)

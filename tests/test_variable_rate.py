@@ -109,6 +109,13 @@ def test_target_bpp_and_target_psnr_are_met_by_bisection(variable_rate):
     assert reached >= p_low - 0.1 and codec.read_header(data_psnr).rate == pytest.approx(LEVELS[0], rel=1e-6)
 
 
+def test_target_psnr_of_a_gray_image_is_that_of_the_gray_pixels_it_decodes_to(variable_rate):
+    gray = natural_image(96, 128)[..., 1]
+    data, _, reached = api.encode_to_target(gray, target_psnr=20.0)
+    decoded = codec.decode(data)
+    assert decoded.mode == "L" and reached == pytest.approx(psnr(gray, np.asarray(decoded)))
+
+
 def test_training_a_variable_rate_model_exports_one_card_for_all_levels(tmp_path, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
