@@ -138,10 +138,16 @@ def measure(model: str, images: list[Path], lambdas: list[float], steps: int, pa
                 row = done.get((path.name, lmbda))
                 if row is None:
                     plain, refined = code(net, point, array, lmbda, 0), code(net, point, array, lmbda, steps)
-                    row = {"image": path.name, "lambda": lmbda, "steps": steps}
-                    row |= {"method": refine.METHOD, "version": __version__}
-                    row |= {"weights_sha256": point.card["sha256"]}
-                    row |= {"plain": plain, "refined": refined}
+                    row = {
+                        "image": path.name,
+                        "lambda": lmbda,
+                        "steps": steps,
+                        "method": refine.METHOD,
+                        "version": __version__,
+                        "weights_sha256": point.card["sha256"],
+                        "plain": plain,
+                        "refined": refined,
+                    }
                     if partial is not None:
                         with partial.open("a") as f:
                             f.write(json.dumps(row) + "\n")

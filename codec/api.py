@@ -153,10 +153,17 @@ def coded_loss(net: LatentCodecModel, data: bytes, image: np.ndarray, tile: int 
     pixels it decodes to (RGB, or gray) against the uint8 RGB `image` (for a gray file, its three
     channels equal), λ the file's rate parameter."""
     header, streams = container.unpack(data)
-    decoded = np.asarray(to_image(decode_with(net, header, streams, tile), header.mode), dtype=np.float64)
-    reference = image[..., 0] if header.mode == GRAY else image
-    mse = float(np.mean((decoded - reference) ** 2)) / 255**2
+    decoded, reference = as_decoded(decode_with(net, header, streams, tile), image, header.mode)
+    mse = float(np.mean((decoded.astype(np.float64) - reference) ** 2)) / 255**2
     return header.rate * 255**2 * mse + len(data) * 8 / (header.height * header.width)
+
+
+def as_decoded(decoded: np.ndarray, image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """The decoder's uint8 RGB pixels and the uint8 RGB `image`, both in the colour mode the file
+    decodes to: unchanged for RGB; for gray, the decoded luma and the image's one channel."""
+    if mode != GRAY:
+        return decoded, image
+    return np.asarray(to_image(decoded, mode)), image[..., 0]
 
 
 def read_header(data: bytes) -> Header:
@@ -228,8 +235,8 @@ def encode_to_target(
         data = encode_with(net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps)
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)
-        decoded = np.asarray(to_image(decode_with(net, header, streams), mode))
-        quality = psnr(array[..., 0] if mode == GRAY else array, decoded)  # of the pixels the file decodes to
+        decoded, reference = as_decoded(decode_with(net, header, streams), array, mode)
+        quality = psnr(reference, decoded)
         meets = bpp <= target_bpp if target_bpp is not None else quality >= target_psnr
         return data, bpp, quality, meets
 
