@@ -1,4 +1,4 @@
-"""train.widen: more latent channels, the same codec until training uses them."""
+"""train.widen: more latent channels or wider hidden layers, the same codec until training uses them."""
 
 import json
 
@@ -18,21 +18,26 @@ def _image() -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("arch", "lambdas", "synthesis_scale"),
+    ("arch", "lambdas", "synthesis_scale", "M", "N"),
     [
-        ("bmshj2018-factorized", (), 0.01),
-        ("bmshj2018-hyperprior", (), 0.01),
-        ("bmshj2018-hyperprior", (0.0018, 0.18), 0.01),
-        ("bmshj2018-hyperprior", (), 1.0),
-        ("minnen2020-channelwise", (0.0018, 0.18), 0.01),
-        ("minnen2020-channelwise", (0.0018, 0.18), 1.0),
+        ("bmshj2018-factorized", (), 0.01, 24, None),
+        ("bmshj2018-hyperprior", (), 0.01, 24, None),
+        ("bmshj2018-hyperprior", (0.0018, 0.18), 0.01, 24, None),
+        ("bmshj2018-hyperprior", (), 1.0, 24, None),
+        ("minnen2020-channelwise", (0.0018, 0.18), 0.01, 24, None),
+        ("minnen2020-channelwise", (0.0018, 0.18), 1.0, 24, None),
+        ("bmshj2018-factorized", (), 0.01, None, 16),
+        ("bmshj2018-hyperprior", (), 0.01, None, 16),
+        ("minnen2020-channelwise", (0.0018, 0.18), 0.01, None, 16),
+        ("bmshj2018-hyperprior", (0.0018, 0.18), 1.0, 24, 16),
+        ("minnen2020-channelwise", (0.0018, 0.18), 1.0, 24, 16),
     ],
 )
-def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas, synthesis_scale):
+def test_a_widened_model_codes_the_same_reconstruction_in_about_the_same_bytes(arch, lambdas, synthesis_scale, M, N):
     torch.manual_seed(0)
     narrow = ARCHITECTURES[arch](8, 12, lambdas).eval()
-    wide = widen(narrow, 24, synthesis_scale=synthesis_scale)
-    assert wide.M == 24
+    wide = widen(narrow, M, N=N, synthesis_scale=synthesis_scale)
+    assert (wide.M, wide.N) == (M or 12, N or 8)
     lmbda = lambdas[-1] if lambdas else None
     x = _image()
     for model in (narrow, wide):
@@ -56,6 +61,30 @@ def test_the_distortion_gradient_reaches_the_new_channels(arch):
     new = slice(12, 24) if arch != "minnen2020-channelwise" else [c for c in range(24) if c % 6 >= 3]
     reached = wide.g_s[0].weight.grad[new].abs().sum() + wide.g_a[-1].weight.grad[new].abs().sum()
     assert reached > 0
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior", "minnen2020-channelwise"])
+def test_the_training_loss_gradient_reaches_the_weights_from_new_hidden_units_and_z_channels(arch):
+    torch.manual_seed(0)
+    wide = widen(ARCHITECTURES[arch](8, 12), N=16).train()
+    out = wide(_image())
+    rate = sum(likelihoods.log2().sum() for likelihoods in out["likelihoods"].values())
+    (torch.mean((out["x_hat"] - _image()) ** 2) - 1e-3 * rate).backward()
+    for layer in (2, 4, 6):  # transposed convolutions: weights are (in, out, k, k)
+        assert wide.g_s[layer].weight.grad[8:].abs().sum() > 0
+    for layer in (2, 4, 6):
+        assert wide.g_a[layer].weight.grad[:, 8:].abs().sum() > 0
+    if arch != "bmshj2018-factorized":  # z has N channels: h_s's weights from the new ones
+        assert wide.h_s[0].weight.grad[8:].abs().sum() > 0
+
+
+def test_new_hidden_units_leave_gdn_normalizing_the_old_ones_as_before():
+    narrow = ARCHITECTURES["bmshj2018-hyperprior"](8, 12)
+    wide = widen(narrow, N=16)
+    for layer in (1, 3, 5):
+        gamma = wide.g_a[layer].gamma_reparam(wide.g_a[layer].gamma)
+        assert torch.all(gamma[:8, 8:] == 0)
+        torch.testing.assert_close(gamma[:8, :8], narrow.g_a[layer].gamma_reparam(narrow.g_a[layer].gamma))
 
 
 @pytest.mark.parametrize("arch", ["bmshj2018-hyperprior", "minnen2020-channelwise"])
@@ -83,6 +112,8 @@ def test_widening_refuses_other_models_and_fewer_channels():
         widen(ARCHITECTURES["bmshj2018-factorized"](8, 12), 8)
     with pytest.raises(ValueError, match="not larger"):
         widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 12)
+    with pytest.raises(ValueError, match="not larger"):
+        widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 24, N=4)
     with pytest.raises(ValueError, match="positive"):
         widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), 24, synthesis_scale=0.0)
 
@@ -90,9 +121,10 @@ def test_widening_refuses_other_models_and_fewer_channels():
 def test_widened_weights_carry_their_origin_and_start_a_wider_training_run(tmp_path):
     model = ARCHITECTURES["bmshj2018-factorized"](8, 12)
     shipped = weights.export(model, 0.01, tmp_path / "shipped", {"training": {"steps": 7}})
-    card_path = widen_file(shipped.with_suffix(".safetensors"), 20, tmp_path / "wide")
+    card_path = widen_file(shipped.with_suffix(".safetensors"), tmp_path / "wide", M=20, N=12)
     card = json.loads(card_path.read_text())
-    assert card["M"] == 20 and card["lambda"] == 0.01
+    assert (card["N"], card["M"], card["lambda"]) == (12, 20, 0.01)
+    assert "N from 8 to 12 and M from 12 to 20" in card["training"]["note"]
     assert card["training"]["widened_from"]["sha256"] == json.loads(shipped.read_text())["sha256"]
 
     data = tmp_path / "data"
@@ -101,13 +133,13 @@ def test_widened_weights_carry_their_origin_and_start_a_wider_training_run(tmp_p
         Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
     main(
         [
-            "--arch=bmshj2018-factorized", "--N=8", "--M=20", "--crop=64", "--batch=2", "--lmbda=0.01", "--steps=2",
+            "--arch=bmshj2018-factorized", "--N=12", "--M=20", "--crop=64", "--batch=2", "--lmbda=0.01", "--steps=2",
             f"--data={data}", f"--init={card_path.with_suffix('.safetensors')}", f"--out_dir={tmp_path / 'run'}",
             f"--export_dir={tmp_path / 'export'}",
         ]
     )  # fmt: skip
     (exported,) = (tmp_path / "export").glob("*.json")
     trained = json.loads(exported.read_text())
-    assert trained["M"] == 20
+    assert (trained["N"], trained["M"]) == (12, 20)
     assert trained["training"]["initialized_from"]["sha256"] == card["sha256"]
     assert trained["training"]["total_steps"] == 7 + 2  # the narrow model's steps count on

@@ -1,6 +1,7 @@
-"""Give a trained model more latent channels (a larger M) without changing what it codes.
+"""Give a trained model more latent channels (a larger M) or wider hidden layers (a larger N)
+without changing what it codes.
 
-    python -m train.widen WEIGHTS... --M 192 --out DIR
+    python -m train.widen WEIGHTS... [--M 192] [--N 128] --out DIR
 
 Why: the transforms of an N=64, M=96 model cannot reconstruct Kodak much above 32 dB even
 without quantization (g_s(g_a(x)) with the latent unrounded): 96 latent channels per 16×16
@@ -43,6 +44,26 @@ mean-scale h_s has layers with more than 4096 inputs per output; their integer c
 bit less weight precision so that their sums stay exact (codec/integer.py). The mean-scale
 hyperprior alone is not supported.
 
+Wider hidden layers (N). The M=192 channel-wise model still cannot reconstruct Kodak much
+above 34 dB unquantized (benchmarks/transform_ceiling.py): its four-layer transforms are
+64 wide, where CompressAI's models of these architectures are 128 (N=192 at their highest
+rates). A wider N costs little on the GPU, where an N=64 model is bound by kernel launches,
+but it costs decode time on the CPU: g_s of a Kodak image takes about 0.2 s at N=64 and
+0.6 s at N=128 on two cores, so the channel-wise model at N=128 decodes in about 0.9–1.1 s,
+where the decode-time budget (twice the scale hyperprior's) holds only if the hyperprior
+grows to N=128 as well. Growing N keeps the function the same way as growing M:
+
+* every new hidden unit of g_a, g_s, h_a and h_s keeps its default initialization for the
+  weights into it and feeds only zero weights, so it computes something from the start, its
+  outgoing weights get a gradient, and nothing downstream changes;
+* GDN's new γ entries start at zero off the diagonal (its default), so the old units are
+  normalized exactly as before, and the new ones by themselves;
+* in the hyperprior models z has N channels: the new ones get h_a's small weights and zero bias
+  and silenced densities, as the factorized model's new latent channels do, and h_s starts
+  with zero weights from them.
+
+N grows first, then M, when both are asked for.
+
 The widened weights are exported with their CDF tables and integer networks rebuilt, and a
 card naming what they were widened from. They are a starting point for training
 (`python -m train --M=... --init=...`), not better weights by themselves.
@@ -72,26 +93,60 @@ SHARPEN = 100.0  # the factorized model's new densities: a copied one, narrowed 
 
 @torch.no_grad()
 def widen(
-    model: LatentCodecModel, M: int, seed: int = 0, synthesis_scale: float = NEW_WEIGHT_SCALE
+    model: LatentCodecModel,
+    M: int | None = None,
+    *,
+    N: int | None = None,
+    seed: int = 0,
+    synthesis_scale: float = NEW_WEIGHT_SCALE,
 ) -> LatentCodecModel:
-    """A copy of `model` with M latent channels (M ≥ model.M) that codes as `model` does.
+    """A copy of `model` with M latent channels and N hidden ones (each at least the model's;
+    None keeps it) that codes as `model` does.
 
-    `synthesis_scale` scales g_s's default initialization for the weights from the new channels
-    (hyperprior and channel-wise models). Coding never sees them, but in training they set how
-    strongly distortion pulls a new channel out of silence against the rate that keeps it there."""
+    `synthesis_scale` scales g_s's default initialization for the weights from the new latent
+    channels (hyperprior and channel-wise models). Coding never sees them, but in training they
+    set how strongly distortion pulls a new channel out of silence against the rate that keeps
+    it there."""
     if type(model) not in (FactorizedPrior, ScaleHyperprior, ChannelwiseAutoregressive):
         raise ValueError(f"widening {model.name} is not supported")
-    if M <= model.M:
-        raise ValueError(f"M={M} is not larger than the model's M={model.M}")
+    M, N = model.M if M is None else M, model.N if N is None else N
+    if M < model.M or N < model.N or (M, N) == (model.M, model.N):
+        raise ValueError(f"N={N}, M={M} is not larger than the model's N={model.N}, M={model.M}")
     if synthesis_scale <= 0:
         raise ValueError(f"synthesis_scale must be positive, not {synthesis_scale}")
     if isinstance(model, FactorizedPrior) and synthesis_scale != NEW_WEIGHT_SCALE:
         raise ValueError("the factorized model's new g_s weights start at zero: it takes no synthesis_scale")
+    if isinstance(model, ChannelwiseAutoregressive) and M % NUM_SLICES:
+        raise ValueError(f"M={M} does not split into {NUM_SLICES} slices")
     with torch.random.fork_rng():  # the new weights' draws leave the caller's random state alone
         torch.manual_seed(seed)
+        if N > model.N:
+            model = _widen_hidden(model, N)
+        if M == model.M:
+            return model
         if isinstance(model, ChannelwiseAutoregressive):
             return _widen_channelwise(model, M, synthesis_scale)
         return _widen_single_latent(model, M, synthesis_scale)
+
+
+def _widen_hidden(model: LatentCodecModel, N: int) -> LatentCodecModel:
+    """N, the width of the transforms' hidden layers and (except in the factorized model) of z.
+
+    Every new hidden unit keeps its default initialization for the weights into it and feeds
+    only zero weights, so it computes something from the start and its outgoing weights get a
+    gradient, but nothing downstream changes. GDN's new cross terms are zero by default (its
+    γ starts diagonal), so the old units are normalized exactly as before. The new z channels
+    are made silent like the factorized model's new latent channels: small values from h_a,
+    and densities narrowed around zero, so they cost almost nothing until h_s learns to use them.
+    """
+    wide = type(model)(N, model.M, model.lambdas)
+    _embed(model, wide, {})  # zero weights from the new units; GDN's new γ entries start at zero
+    if not isinstance(wide, FactorizedPrior):
+        new = slice(model.N, N)
+        wide.h_a[-1].weight[new] *= NEW_WEIGHT_SCALE
+        wide.h_a[-1].bias[new] = 0.0
+        _silence(wide.entropy_bottleneck, new, most_probable_channel(model))
+    return wide.eval()
 
 
 def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int, synthesis_scale: float) -> LatentCodecModel:
@@ -107,14 +162,7 @@ def _widen_single_latent(model: FactorizedPrior | ScaleHyperprior, M: int, synth
         wide.h_s[-2].weight[new] = 0.0
         wide.h_s[-2].bias[new] = SCALE_MIN
     else:  # g_s keeps zero weights: ŷ there is the new densities' median, not 0
-        bottleneck = wide.entropy_bottleneck
-        source = most_probable_channel(model)
-        for parameter in bottleneck.parameters():
-            parameter[new] = parameter[source].clone()
-        # Density x ↦ p(SHARPEN·x): the first layer of the CDF network is the only one that sees x.
-        first = bottleneck.matrices[0]
-        first[new] = inverse_softplus(SHARPEN * torch.nn.functional.softplus(first[new]))
-        bottleneck.quantiles[new] /= SHARPEN
+        _silence(wide.entropy_bottleneck, new, most_probable_channel(model))
     return wide.eval()
 
 
@@ -123,8 +171,6 @@ def _widen_channelwise(model: ChannelwiseAutoregressive, M: int, synthesis_scale
     and every network whose width follows M grows with it (new hidden units keep their default
     initialization: they feed only zero weights). The new slice channels get g_a's small
     weights, the smallest scale and a zero mean."""
-    if M % NUM_SLICES:
-        raise ValueError(f"M={M} does not split into {NUM_SLICES} slices")
     old_M, old_s, s = model.M, model.M // NUM_SLICES, M // NUM_SLICES
     wide = ChannelwiseAutoregressive(model.N, M, model.lambdas)
     default_synthesis = wide.g_s[0].weight.clone()
@@ -185,38 +231,61 @@ def _embed(model: LatentCodecModel, wide: LatentCodecModel, maps: dict[str, tupl
         parameter[torch.meshgrid(*index, indexing="ij")] = old
 
 
+def _silence(bottleneck: nn.Module, new: slice, source: int) -> None:
+    """Give the entropy bottleneck's `new` channels a copy of channel `source`'s density (the one
+    whose median is most probable), narrowed around zero, so that near-zero values cost almost
+    nothing there."""
+    for parameter in bottleneck.parameters():
+        parameter[new] = parameter[source].clone()
+    # Density x ↦ p(SHARPEN·x): the first layer of the CDF network is the only one that sees x.
+    first = bottleneck.matrices[0]
+    first[new] = inverse_softplus(SHARPEN * torch.nn.functional.softplus(first[new]))
+    bottleneck.quantiles[new] /= SHARPEN
+
+
 def inverse_softplus(x: Tensor) -> Tensor:
     """The y with softplus(y) = x > 0, without overflow: x + log(1 − e^−x)."""
     return x + torch.log(-torch.expm1(-x))
 
 
 @torch.no_grad()
-def most_probable_channel(model: FactorizedPrior) -> int:
-    """The entropy-bottleneck channel whose median symbol has the highest probability."""
+def most_probable_channel(model: LatentCodecModel) -> int:
+    """The entropy-bottleneck channel (of y, or of z) whose median symbol has the highest probability."""
     bottleneck = model.entropy_bottleneck
     medians = bottleneck.quantiles[:, 0, 1].view(1, -1, 1, 1)
     _, likelihood = bottleneck(medians, training=False)  # rounds to the medians in any mode
     return int(likelihood.flatten().argmax())
 
 
-def widen_file(weights_path: Path, M: int, out: Path, synthesis_scale: float = NEW_WEIGHT_SCALE) -> Path:
+def widen_file(
+    weights_path: Path,
+    out: Path,
+    M: int | None = None,
+    N: int | None = None,
+    synthesis_scale: float = NEW_WEIGHT_SCALE,
+) -> Path:
     """Widen the weights at `weights_path` (with their card beside them) and export them into `out`."""
     card = json.loads(weights_path.with_suffix(".json").read_text())
     lambdas = tuple(card.get("lambdas") or ())
     model = ARCHITECTURES[card["model"]](card["N"], card["M"], lambdas)
     model.load_weights(load_file(str(weights_path)))
-    wide = widen(model, M, synthesis_scale=synthesis_scale)
+    wide = widen(model, M, N=N, synthesis_scale=synthesis_scale)
+    grown = [
+        f"{key} from {before} to {after}"
+        for key, before, after in (("N", model.N, wide.N), ("M", model.M, wide.M))
+        if after != before
+    ]
     synthesis = (
         ""
-        if card["model"] == FactorizedPrior.name
-        else (f"; g_s's weights from them at {synthesis_scale:g}× its default initialization")
+        if card["model"] == FactorizedPrior.name or wide.M == model.M
+        else (f"; g_s's weights from the new latent channels at {synthesis_scale:g}× its default initialization")
     )
     source = {key: card.get(key) for key in ("model", "N", "M", "lambda", "weights", "sha256")}
     trained = card.get("training") or {}
     training = {  # the training so far, carried on to the runs that start from these weights
         "total_steps": trained.get("total_steps", trained.get("steps")),
         "total_hours": trained.get("total_hours", trained.get("hours")),
-        "note": f"widened from M={card['M']} to M={M} by train.widen (the new channels silent{synthesis}); not trained since",
+        "note": f"widened {' and '.join(grown)} by train.widen (the new units silent{synthesis}); not trained since",
         "widened_from": {**source, "training": trained},
     }
     return weights.export(wide, None if lambdas else card["lambda"], out, {"training": training})
@@ -225,20 +294,23 @@ def widen_file(weights_path: Path, M: int, out: Path, synthesis_scale: float = N
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.widen", description=__doc__.splitlines()[0])
     parser.add_argument("weights", type=Path, nargs="+")
-    parser.add_argument("--M", type=int, required=True, help="the new number of latent channels")
+    parser.add_argument("--M", type=int, help="the new number of latent channels (default: the same)")
+    parser.add_argument("--N", type=int, help="the new width of the hidden layers and of z (default: the same)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--synthesis_scale",
         type=float,
         default=NEW_WEIGHT_SCALE,
-        help="g_s's weights from the new channels, as a multiple of its default initialization",
+        help="g_s's weights from the new latent channels, as a multiple of its default initialization",
     )
     args = parser.parse_args(argv)
+    if args.M is None and args.N is None:
+        parser.error("give --M, --N or both")
     if any(args.out.resolve() == path.parent.resolve() for path in args.weights):
         sys.exit(f"train.widen: {args.out} holds the weights themselves: choose another --out")
     for path in args.weights:
         try:
-            print(widen_file(path, args.M, args.out, args.synthesis_scale))
+            print(widen_file(path, args.out, args.M, args.N, args.synthesis_scale))
         except (OSError, ValueError, KeyError) as error:
             sys.exit(f"train.widen: {path}: {error}")
 
