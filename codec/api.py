@@ -38,8 +38,8 @@ from PIL import Image
 from codec import container, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
-from codec.errors import FormatError, UnsupportedImageError, WeightsError
-from codec.image import GRAY, ImageLike, pad, to_array, to_image
+from codec.errors import FormatError, WeightsError
+from codec.image import GRAY, ImageLike, check_size, pad, to_array, to_image
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
@@ -102,12 +102,7 @@ def encode(
 
 def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
     array, mode = to_array(image)
-    height, width = array.shape[:2]
-    if height > container.MAX_DIMENSION or width > container.MAX_DIMENSION or height * width > container.MAX_PIXELS:
-        raise UnsupportedImageError(
-            f"image size {width}×{height} exceeds the format's limits "
-            f"({container.MAX_DIMENSION} per side, {container.MAX_PIXELS} pixels)"
-        )
+    check_size(array.shape[1], array.shape[0])
     return array, mode
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import os
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from PIL import Image
 
 from codec import __version__, api, container, refine, weights
 from codec.entropy import CODERS
-from codec.errors import AecError
+from codec.errors import AecError, AecWarning, UnsupportedImageError
 from codec.image import open_image, to_array
 from codec.metrics import bits_per_pixel, psnr
 from codec.models import ARCHITECTURES
@@ -160,8 +161,9 @@ def _check_quality(args: argparse.Namespace) -> None:
     if getattr(args, "target_bpp", None) is not None or getattr(args, "target_psnr", None) is not None:
         if args.quality is not None:
             raise UsageError("-q cannot be combined with --target-bpp or --target-psnr")
-        if args.target_bpp is not None and not args.target_bpp > 0:
-            raise UsageError(f"--target-bpp must be positive, got {args.target_bpp:g}")
+        for flag, target in (("--target-bpp", args.target_bpp), ("--target-psnr", args.target_psnr)):
+            if target is not None and not (math.isfinite(target) and target > 0):
+                raise UsageError(f"{flag} must be a positive number, got {target:g}")
     elif args.quality is None:
         args.quality = float(api.DEFAULT_QUALITY)
     if not 0 <= args.refine <= refine.MAX_STEPS:
@@ -183,17 +185,21 @@ def _read_input(path: str, limit: int) -> bytes:
 def _check_output(args: argparse.Namespace) -> None:
     """Fail before any work if the output cannot be written as asked."""
     if args.output == "-":
+        if sys.stdout is None:
+            raise UsageError("standard output is closed")
         return
     out = Path(args.output)
-    if out.exists() or out.is_symlink():
+    if out.is_dir() or args.output.endswith(("/", os.sep)):
+        raise UsageError(f"{args.output}: is a directory (name the output file)")
+    if out.exists():
         if args.input != "-" and Path(args.input).exists() and os.path.samefile(args.input, out):
             raise UsageError(f"{out}: output is the same file as the input")
-        if not args.force:
-            raise UsageError(f"{out}: already exists (use -f to overwrite)")
-        if out.is_dir():
-            raise UsageError(f"{out}: is a directory")
+    if (out.exists() or out.is_symlink()) and not args.force:
+        raise UsageError(f"{out}: already exists (use -f to overwrite)")
     if not out.parent.is_dir():
         raise UsageError(f"{out.parent}: no such directory")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{out.parent}: permission denied")
 
 
 def _write_output(path: str, data: bytes, force: bool) -> None:
@@ -203,7 +209,10 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
         sys.stdout.buffer.flush()
         return
     out = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as error:
+        raise AecError(f"{out}: cannot write: {error.strerror}") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -219,6 +228,8 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
             os.unlink(tmp)
     except FileExistsError:
         raise UsageError(f"{out}: already exists (use -f to overwrite)") from None
+    except OSError as error:  # e.g. the disk filled up: the temporary file goes, the output stays as it was
+        raise AecError(f"{out}: cannot write: {error.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -235,9 +246,9 @@ def run_encode(args: argparse.Namespace) -> None:
     _check_device(args.device)
     _check_quality(args)
     _check_output(args)
-    image = open_image(_read_input(args.input, MAX_IMAGE_FILE_BYTES))
+    image = _open_input(args.input)
     if args.quality is None:
-        data, _, _ = api.encode_to_target(
+        data, bpp, quality = api.encode_to_target(
             image,
             args.target_bpp,
             args.target_psnr,
@@ -246,6 +257,18 @@ def run_encode(args: argparse.Namespace) -> None:
             device=args.device,
             refine_steps=args.refine,
         )
+        if args.target_bpp is not None and bpp > args.target_bpp:
+            warnings.warn(
+                f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp",
+                AecWarning,
+                stacklevel=2,
+            )
+        if args.target_psnr is not None and quality < args.target_psnr:
+            warnings.warn(
+                f"--target-psnr {args.target_psnr:g} not reached: the highest rate gives {quality:.2f} dB",
+                AecWarning,
+                stacklevel=2,
+            )
     else:
         data = _encode_at_quality(image, args)
     _write_output(args.output, data, args.force)
@@ -259,23 +282,55 @@ def run_encode(args: argparse.Namespace) -> None:
         )
 
 
-def _output_format(path: str) -> str:
+def _open_input(path: str) -> Image.Image:
+    """The input image, read in full; errors name the file."""
+    try:
+        return open_image(_read_input(path, MAX_IMAGE_FILE_BYTES))
+    except UnsupportedImageError as error:
+        raise UnsupportedImageError(f"{'standard input' if path == '-' else path}: {error}") from None
+
+
+# What decode writes, by extension, with Pillow's save options: lossless formats as they are, WebP
+# lossless, JPEG at djpeg-like fidelity (quality 95, no chroma subsampling: it is a re-compression).
+OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
+    ".png": ("PNG", {}),
+    ".bmp": ("BMP", {}),
+    ".tif": ("TIFF", {}),
+    ".tiff": ("TIFF", {}),
+    ".ppm": ("PPM", {}),
+    ".pnm": ("PPM", {}),
+    ".pgm": ("PPM", {}),  # gray files only
+    ".tga": ("TGA", {}),
+    ".qoi": ("QOI", {}),
+    ".webp": ("WEBP", {"lossless": True}),
+    ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
+    ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
+}
+
+
+def _output_format(path: str) -> tuple[str, dict]:
+    Image.init()  # registers Pillow's writers
     if path == "-":
-        return "PNG"
+        return OUTPUT_FORMATS[".png"]
     extension = Path(path).suffix.lower()
-    image_format = Image.registered_extensions().get(extension)
-    if image_format is None or image_format not in Image.SAVE:
-        raise UsageError(f"{path}: cannot write images with extension {extension!r} (try .png)")
-    return image_format
+    if extension not in OUTPUT_FORMATS or OUTPUT_FORMATS[extension][0] not in Image.SAVE:
+        raise UsageError(
+            f"{path}: cannot write images with extension {extension!r} "
+            f"(use one of {', '.join(e for e in OUTPUT_FORMATS if OUTPUT_FORMATS[e][0] in Image.SAVE)})"
+        )
+    return OUTPUT_FORMATS[extension]
 
 
 def run_decode(args: argparse.Namespace) -> None:
     _check_device(args.device)
-    image_format = _output_format(args.output)
+    image_format, options = _output_format(args.output)
     _check_output(args)
-    image = api.decode(_read_input(args.input, container.MAX_FILE_BYTES), device=args.device)
+    data = _read_input(args.input, container.MAX_FILE_BYTES)
+    if Path(args.output).suffix.lower() == ".pgm" and api.read_header(data).mode != "L":
+        raise UsageError(f"{args.output}: a PGM holds gray images, and this file decodes to RGB (use .ppm or .png)")
+    image = api.decode(data, device=args.device)
     buffer = io.BytesIO()
-    image.save(buffer, format=image_format)
+    image.save(buffer, format=image_format, **options)
     _write_output(args.output, buffer.getvalue(), args.force)
     if not args.quiet:
         print(f"{args.input} → {args.output}: {image.width}×{image.height} {image.mode}", file=sys.stderr)
@@ -319,7 +374,7 @@ def run_eval(args: argparse.Namespace) -> None:
     print(f"model {args.model}, quality {args.quality:g} → λ={rate:.4g}, coder {args.coder}")
     print(f"{'image':<28} {'size':>11} {'bytes':>9} {'bpp':>7} {'PSNR dB':>8}")
     for path in args.images:
-        image = open_image(path)
+        image = _open_input(path)
         reference, mode = to_array(image)
         data = _encode_at_quality(image, args)
         decoded = np.asarray(api.decode(data, device=args.device).convert("RGB"))

@@ -7,9 +7,16 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
 * Grayscale stays grayscale: it is coded as RGB with equal channels and
   decoded back to one channel.
 * Palette, CMYK, YCbCr and other colour modes become RGB.
-* 16-bit samples are reduced to 8 bits (with a warning).
+* 16-bit samples are reduced to 8 bits (with a warning); 32-bit integer and
+  floating-point samples are refused.
 * Alpha that is fully opaque carries no information and is dropped; any other
-  alpha is refused, never dropped silently.
+  alpha, including a PNG colour key (tRNS) that some pixel matches, is refused,
+  never dropped silently.
+* Of an animated image only the first frame is coded (with a warning).
+* ICC profiles are not kept: the stored pixel values are coded, as cwebp does
+  by default (with a warning when the profile is not sRGB).
+* The size is checked against the format's limits from the file's header,
+  before its pixels are decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from codec import container
 from codec.errors import AecWarning, UnsupportedImageError
 
 ImageLike = Image.Image | np.ndarray
@@ -33,11 +41,23 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
     if isinstance(source, bytes):
         source = BytesIO(source)
     try:
-        with Image.open(source) as image:
-            deep = any(";16" in str(tile.args) for tile in image.tile)  # e.g. PNG 'RGB;16B', TIFF 'RGB;16N'
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_size is stricter
+            image = Image.open(source)
+        with image:
+            check_size(image.width, image.height)  # before decoding: a small file can hold a huge image
+            raw_modes = " ".join(str(tile.args) for tile in image.tile)
+            frames = getattr(image, "n_frames", 1)
             image.load()
-            if deep and image.mode in ("RGB", "RGBA", "LA", "CMYK"):
+            if ";16" in raw_modes and image.mode in ("RGB", "RGBA", "LA", "CMYK"):  # PNG 'RGB;16B', TIFF 'RGB;16N'
                 image.info["aecodec.16bit"] = True
+            if ";32" in raw_modes and image.mode == "I":  # TIFF 'I;32S': no 8-bit scale implied
+                raise UnsupportedImageError("32-bit integer images are not supported")
+            if frames > 1:
+                warnings.warn(
+                    f"animated image: only the first of its {frames} frames is coded", AecWarning, stacklevel=2
+                )
+            _warn_about_profile(image.info.get("icc_profile"))
             return image
     except UnidentifiedImageError:
         raise UnsupportedImageError("not an image format Pillow can read") from None
@@ -45,6 +65,33 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
         raise UnsupportedImageError(f"cannot read image: {error}") from None
     except Image.DecompressionBombError as error:
         raise UnsupportedImageError(str(error)) from None
+
+
+def check_size(width: int, height: int) -> None:
+    """Refuse an image larger than the container can describe."""
+    if width > container.MAX_DIMENSION or height > container.MAX_DIMENSION or width * height > container.MAX_PIXELS:
+        raise UnsupportedImageError(
+            f"image size {width}×{height} exceeds the format's limits "
+            f"({container.MAX_DIMENSION} per side, {container.MAX_PIXELS} pixels)"
+        )
+
+
+def _warn_about_profile(icc: bytes | None) -> None:
+    """Warn that a non-sRGB colour profile is dropped (its colours will display differently)."""
+    if not icc:
+        return
+    try:
+        from PIL import ImageCms
+
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(BytesIO(icc))).strip()
+    except Exception:  # no littlecms, or a profile it cannot parse
+        description = "unreadable"
+    if "srgb" not in description.lower().replace(" ", ""):
+        warnings.warn(
+            f"ICC profile ({description}) is not kept: the pixels are coded as stored and will display as sRGB",
+            AecWarning,
+            stacklevel=3,
+        )
 
 
 def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
@@ -59,6 +106,12 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=2)
     image = ImageOps.exif_transpose(image)
     mode = image.mode
+    if mode in ("L", "RGB", "I", "I;16") and "transparency" in image.info:  # a colour key (PNG tRNS)
+        key = np.asarray(image.info["transparency"])
+        if mode == "RGB" and key.shape == (3,):
+            _require_opaque(np.where((np.asarray(image) == key).all(axis=-1), 0, 255))
+        elif key.ndim == 0:
+            _require_opaque(np.where(np.asarray(image) == key, 0, 255))
     if mode in ("1", "L"):
         return _gray(np.asarray(image.convert("L")))
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):

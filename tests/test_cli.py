@@ -117,3 +117,41 @@ def test_models_lists_the_shipped_rate_points_and_marks_the_default_model():
     assert len(lines) == len(weights.rate_points(directory=weights.DEFAULT_WEIGHTS_DIR))
     marked = [line for line in lines if line.endswith("(default)")]
     assert marked and all(line.startswith(api.DEFAULT_MODEL + " ") for line in marked)
+
+
+def test_an_output_that_is_a_directory_or_ends_in_a_slash_is_refused_and_nothing_is_written(
+    tiny_weights_dir, png, tmp_path
+):
+    for output in (str(tmp_path / "missing") + "/", str(tmp_path)):
+        for force in ((), ("-f",)):
+            result = aecodec("encode", str(png), output, *force, env_weights=tiny_weights_dir)
+            assert result.returncode == 2 and b"is a directory" in result.stderr
+    assert not (tmp_path / "missing").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_decode_writes_only_formats_it_can_write_faithfully(tiny_weights_dir, png, tmp_path):
+    aec = tmp_path / "x.aec"
+    assert aecodec("encode", str(png), str(aec), env_weights=tiny_weights_dir).returncode == 0
+    for extension in (".ico", ".xbm", ".pbm"):  # wrong size, wrong mode, 1 bit
+        result = aecodec("decode", str(aec), str(tmp_path / f"out{extension}"), env_weights=tiny_weights_dir)
+        assert result.returncode == 2 and b"cannot write" in result.stderr
+    result = aecodec("decode", str(aec), str(tmp_path / "out.pgm"), env_weights=tiny_weights_dir)
+    assert result.returncode == 2 and b"gray" in result.stderr
+    for extension in (".png", ".webp", ".ppm"):
+        assert (
+            aecodec("decode", str(aec), str(tmp_path / f"out{extension}"), env_weights=tiny_weights_dir).returncode == 0
+        )
+    reference = np.asarray(Image.open(tmp_path / "out.png"))
+    for extension in (".webp", ".ppm"):  # lossless
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"out{extension}")), reference)
+
+
+def test_a_target_that_no_rate_reaches_is_written_at_the_nearest_end_with_a_warning(tiny_weights_dir, png, tmp_path):
+    result = aecodec("encode", str(png), str(tmp_path / "x.aec"), "--target-psnr", "90", env_weights=tiny_weights_dir)
+    assert result.returncode == 0 and b"--target-psnr 90 not reached" in result.stderr
+    for bad in ("nan", "inf", "-1"):
+        result = aecodec(
+            "encode", str(png), str(tmp_path / "y.aec"), "--target-psnr", bad, env_weights=tiny_weights_dir
+        )
+        assert result.returncode == 2 and not (tmp_path / "y.aec").exists()

@@ -12,7 +12,7 @@ from safetensors import safe_open
 import codec
 from codec import api, weights
 from codec.errors import AecWarning, UnsupportedImageError
-from codec.image import pad
+from codec.image import open_image, pad
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
 from tests.conftest import natural_image, synthetic_image
@@ -205,3 +205,57 @@ def test_exported_weights_store_integer_networks_narrowly_and_code_as_before(tmp
     assert loaded.h_s_integer.weight0.dtype == torch.int64
     x = torch.from_numpy(natural_image(64, 64)).permute(2, 0, 1)[None].float() / 255
     assert loaded.compress(x) == model.compress(x)
+
+
+def _png(image: Image.Image, **options) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    return open_image(buffer.getvalue())
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_a_png_colour_key_that_a_pixel_matches_is_refused_and_one_that_none_matches_is_ignored(tiny_weights, mode):
+    image = Image.fromarray(synthetic_image(20, 30)).convert(mode)
+    matched = image.getpixel((3, 4))
+    with pytest.raises(UnsupportedImageError, match="transparency"):
+        codec.encode(_png(image, transparency=matched))
+    unmatched = (1, 2, 3) if mode == "RGB" else 0
+    image = image.point(lambda v: max(v, 10))  # no pixel below 10, so none matches the key
+    assert codec.decode(codec.encode(_png(image, transparency=unmatched))).mode == mode
+
+
+def test_32_bit_integer_images_are_refused_rather_than_misread_as_16_bit():
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_image(16, 16)[..., 0].astype(np.int32)).save(buffer, "TIFF")
+    with pytest.raises(UnsupportedImageError, match="32-bit"):
+        open_image(buffer.getvalue())
+
+
+def test_an_animated_image_codes_its_first_frame_with_a_warning(tiny_weights):
+    frames = [Image.fromarray(synthetic_image(20, 30, seed=i)).convert("P") for i in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    with pytest.warns(AecWarning, match="first of its 3 frames"):
+        image = open_image(buffer.getvalue())
+    assert codec.decode(codec.encode(image)).size == (30, 20)
+
+
+def test_the_size_limit_is_checked_from_the_header_before_the_pixels_are_decoded():
+    buffer = io.BytesIO()
+    Image.new("1", (9000, 8000)).save(buffer, "PNG")  # 72 million pixels in a few kilobytes
+    truncated = buffer.getvalue()[:200]  # the pixels could not even be decoded
+    with pytest.raises(UnsupportedImageError, match="exceeds the format's limits"):
+        open_image(truncated)
+
+
+def test_a_colour_profile_other_than_srgb_is_dropped_with_a_warning():
+    from PIL import ImageCms
+
+    image = Image.fromarray(synthetic_image(16, 16))
+    xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()
+    with pytest.warns(AecWarning, match="ICC profile"):
+        _png(image, icc_profile=xyz)
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AecWarning)
+        _png(image, icc_profile=srgb)
