@@ -323,12 +323,14 @@ def _output_format(path: str) -> tuple[str, dict]:
 
 def run_decode(args: argparse.Namespace) -> None:
     _check_device(args.device)
-    image_format, options = _output_format(args.output)
     _check_output(args)
+    image_format, options = _output_format(args.output)
     data = _read_input(args.input, container.MAX_FILE_BYTES)
     if Path(args.output).suffix.lower() == ".pgm" and api.read_header(data).mode != "L":
         raise UsageError(f"{args.output}: a PGM holds gray images, and this file decodes to RGB (use .ppm or .png)")
     image = api.decode(data, device=args.device)
+    if image_format == "QOI":  # QOI stores RGB(A) only
+        image = image.convert("RGB")
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
     _write_output(args.output, buffer.getvalue(), args.force)

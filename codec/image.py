@@ -12,7 +12,7 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
 * Alpha that is fully opaque carries no information and is dropped; any other
   alpha, including a PNG colour key (tRNS) that some pixel matches, is refused,
   never dropped silently.
-* Of an animated image only the first frame is coded (with a warning).
+* Of an animated or multi-page image only the first frame is coded (with a warning).
 * ICC profiles are not kept: the stored pixel values are coded, as cwebp does
   by default (with a warning when the profile is not sRGB).
 * The size is checked against the format's limits from the file's header,
@@ -47,16 +47,16 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
         with image:
             check_size(image.width, image.height)  # before decoding: a small file can hold a huge image
             raw_modes = " ".join(str(tile.args) for tile in image.tile)
-            frames = getattr(image, "n_frames", 1)
+            frames = _animation_frames(image)
             image.load()
+            if "transparency" in image.info and image.mode in ("1", "L", "RGB"):
+                image.info["aecodec.colour_key"] = _colour_key_in_8_bits(image, raw_modes)
             if ";16" in raw_modes and image.mode in ("RGB", "RGBA", "LA", "CMYK"):  # PNG 'RGB;16B', TIFF 'RGB;16N'
                 image.info["aecodec.16bit"] = True
             if ";32" in raw_modes and image.mode == "I":  # TIFF 'I;32S': no 8-bit scale implied
                 raise UnsupportedImageError("32-bit integer images are not supported")
             if frames > 1:
-                warnings.warn(
-                    f"animated image: only the first of its {frames} frames is coded", AecWarning, stacklevel=2
-                )
+                warnings.warn(f"only the first of this image's {frames} frames is coded", AecWarning, stacklevel=2)
             _warn_about_profile(image.info.get("icc_profile"))
             return image
     except UnidentifiedImageError:
@@ -65,6 +65,31 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
         raise UnsupportedImageError(f"cannot read image: {error}") from None
     except Image.DecompressionBombError as error:
         raise UnsupportedImageError(str(error)) from None
+
+
+def _animation_frames(image: Image.Image) -> int:
+    """How many frames an animated or multi-page image has (1 for a still one). An MPO file, a
+    camera JPEG with its preview images, counts as still."""
+    if image.format == "MPO" or not getattr(image, "is_animated", False):
+        return 1
+    try:
+        return int(image.n_frames)
+    except (OSError, SyntaxError, ValueError, EOFError):  # a damaged later frame: the first still codes
+        return 1
+
+
+def _colour_key_in_8_bits(image: Image.Image, raw_modes: str) -> int | tuple[int, ...]:
+    """A colour key (PNG tRNS) on the scale of the 8-bit pixels that `to_array` compares it with:
+    Pillow reports it in the file's sample depth (1, 2, 4 or 16 bits)."""
+    key = image.info["transparency"]
+    if image.mode == "1":
+        return 255 if key else 0
+    for bits in (1, 2, 4):
+        if f"L;{bits}" in raw_modes:
+            return int(key) * 255 // (2**bits - 1)
+    if ";16" in raw_modes:  # 16 → 8 bits keeps the high byte
+        return tuple(v >> 8 for v in key) if isinstance(key, tuple) else int(key) >> 8
+    return key
 
 
 def check_size(width: int, height: int) -> None:
@@ -106,12 +131,13 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=2)
     image = ImageOps.exif_transpose(image)
     mode = image.mode
-    if mode in ("L", "RGB", "I", "I;16") and "transparency" in image.info:  # a colour key (PNG tRNS)
-        key = np.asarray(image.info["transparency"])
+    if mode in ("1", "L", "RGB", "I", "I;16") and "transparency" in image.info:  # a colour key (PNG tRNS)
+        key = np.asarray(image.info.get("aecodec.colour_key", image.info["transparency"]))
+        pixels = np.asarray(image.convert("L") if mode == "1" else image)
         if mode == "RGB" and key.shape == (3,):
-            _require_opaque(np.where((np.asarray(image) == key).all(axis=-1), 0, 255))
+            _require_opaque(np.where((pixels == key).all(axis=-1), 0, 255))
         elif key.ndim == 0:
-            _require_opaque(np.where(np.asarray(image) == key, 0, 255))
+            _require_opaque(np.where(pixels == key, 0, 255))
     if mode in ("1", "L"):
         return _gray(np.asarray(image.convert("L")))
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):

@@ -126,6 +126,8 @@ def test_an_output_that_is_a_directory_or_ends_in_a_slash_is_refused_and_nothing
         for force in ((), ("-f",)):
             result = aecodec("encode", str(png), output, *force, env_weights=tiny_weights_dir)
             assert result.returncode == 2 and b"is a directory" in result.stderr
+    result = aecodec("decode", str(png), str(tmp_path / "missing") + "/", env_weights=tiny_weights_dir)
+    assert result.returncode == 2 and b"is a directory" in result.stderr
     assert not (tmp_path / "missing").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
 
@@ -145,6 +147,13 @@ def test_decode_writes_only_formats_it_can_write_faithfully(tiny_weights_dir, pn
     reference = np.asarray(Image.open(tmp_path / "out.png"))
     for extension in (".webp", ".ppm"):  # lossless
         assert np.array_equal(np.asarray(Image.open(tmp_path / f"out{extension}")), reference)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(synthetic_image(45, 70)).convert("L").save(gray)
+    gray_aec = tmp_path / "gray.aec"
+    assert aecodec("encode", str(gray), str(gray_aec), env_weights=tiny_weights_dir).returncode == 0
+    for extension in (".pgm", ".qoi", ".tga", ".bmp", ".webp", ".jpg"):  # QOI holds no gray: written as RGB
+        result = aecodec("decode", str(gray_aec), str(tmp_path / f"gray{extension}"), env_weights=tiny_weights_dir)
+        assert result.returncode == 0, (extension, result.stderr)
 
 
 def test_a_target_that_no_rate_reaches_is_written_at_the_nearest_end_with_a_warning(tiny_weights_dir, png, tmp_path):

@@ -12,7 +12,7 @@ from safetensors import safe_open
 import codec
 from codec import api, weights
 from codec.errors import AecWarning, UnsupportedImageError
-from codec.image import open_image, pad
+from codec.image import open_image, pad, to_array
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
 from tests.conftest import natural_image, synthetic_image
@@ -235,7 +235,7 @@ def test_an_animated_image_codes_its_first_frame_with_a_warning(tiny_weights):
     frames = [Image.fromarray(synthetic_image(20, 30, seed=i)).convert("P") for i in range(3)]
     buffer = io.BytesIO()
     frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
-    with pytest.warns(AecWarning, match="first of its 3 frames"):
+    with pytest.warns(AecWarning, match="first of this image.s 3 frames"):
         image = open_image(buffer.getvalue())
     assert codec.decode(codec.encode(image)).size == (30, 20)
 
@@ -259,3 +259,41 @@ def test_a_colour_profile_other_than_srgb_is_dropped_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error", AecWarning)
         _png(image, icc_profile=srgb)
+
+
+def _png_16_bit_rgb(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:
+    """A 16-bit RGB PNG with a tRNS colour key, written by hand (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\0" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"tRNS", struct.pack(">HHH", *key))
+        + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_a_colour_key_is_compared_at_the_file_s_bit_depth():
+    levels = Image.fromarray(np.array([[0, 85], [170, 255]], np.uint8))
+    buffer = io.BytesIO()
+    levels.save(buffer, "PNG", bits=2, transparency=3)  # 2-bit gray: key 3 is white
+    with pytest.raises(UnsupportedImageError, match="transparency"):
+        to_array(open_image(buffer.getvalue()))
+    white = np.full((2, 2, 3), 65535)
+    with pytest.raises(UnsupportedImageError, match="transparency"):
+        to_array(open_image(_png_16_bit_rgb(white, (65535, 65535, 65535))))
+    to_array(open_image(_png_16_bit_rgb(white, (65535, 0, 0))))  # a key no pixel matches
+
+
+def test_a_camera_jpeg_with_preview_images_is_not_taken_for_an_animation():
+    photo = Image.fromarray(synthetic_image(32, 32))
+    buffer = io.BytesIO()
+    photo.save(buffer, "MPO", save_all=True, append_images=[photo.resize((8, 8))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AecWarning)
+        assert open_image(buffer.getvalue()).size == (32, 32)

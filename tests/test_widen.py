@@ -143,3 +143,12 @@ def test_widened_weights_carry_their_origin_and_start_a_wider_training_run(tmp_p
     assert (trained["N"], trained["M"]) == (12, 20)
     assert trained["training"]["initialized_from"]["sha256"] == card["sha256"]
     assert trained["training"]["total_steps"] == 7 + 2  # the narrow model's steps count on
+
+
+def test_widening_twice_silences_the_second_new_channels_as_much_as_the_first():
+    torch.manual_seed(0)
+    once = widen(ARCHITECTURES["bmshj2018-hyperprior"](8, 12), N=16)
+    twice = widen(once, N=24)
+    quantiles = twice.entropy_bottleneck.quantiles[:, 0]
+    spread = quantiles[:, 2] - quantiles[:, 0]
+    torch.testing.assert_close(spread[16:].min(), spread[8:16].min(), rtol=0.5, atol=0)
