@@ -51,7 +51,7 @@ rates). A wider N costs little on the GPU, where an N=64 model is bound by kerne
 but it costs decode time on the CPU: g_s of a Kodak image takes about 0.2 s at N=64 and
 0.6 s at N=128 on two cores, so the channel-wise model at N=128 decodes in about 0.8 s,
 where the decode-time budget (twice the scale hyperprior's) holds only if the hyperprior
-grows to N=128 as well. Growing N keeps the function the same way as growing M:
+grows to N=128 as well (README, Training). Growing N keeps the function the same way as growing M:
 
 * every new hidden unit of g_a, g_s, h_a and h_s feeds only zero weights, so nothing
   downstream changes, and starts quiet: the weights into it are its default initialization
