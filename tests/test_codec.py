@@ -278,6 +278,7 @@ def _png_16_bit_rgb(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:
     )  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:16-bit image reduced")
 def test_a_colour_key_is_compared_at_the_file_s_bit_depth():
     levels = Image.fromarray(np.array([[0, 85], [170, 255]], np.uint8))
     buffer = io.BytesIO()
