@@ -26,7 +26,7 @@ import torch
 
 from codec.models import ARCHITECTURES
 from train.data import ImageFolder
-from train.train import default_train_data, initialize_from, rate_distortion
+from train.train import Config, default_train_data, initialize_from, optimization_step, optimizers, rate_distortion
 
 WINDOWS = ((0, 20), (20, 60), (60, 120), (120, 240), (240, 480))
 
@@ -39,9 +39,7 @@ def train_steps(weights: Path, data: list[Path], steps: int, lr: float, warmup: 
     model = ARCHITECTURES[card["model"]](card["N"], card["M"], levels)
     initialize_from(model, str(weights))
     model.train()
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    optimizer, aux_optimizer = torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=1e-3)
+    optimizer, aux_optimizer = optimizers(model, lr, Config.aux_lr)
     dataset = ImageFolder(data, 256, seed=1)
     rows, started = [], time.time()
     for step in range(steps):
@@ -50,14 +48,7 @@ def train_steps(weights: Path, data: list[Path], steps: int, lr: float, warmup: 
         x = dataset.batch(8)
         lmbda = levels[int(torch.randint(len(levels), (), generator=dataset.generator))] if levels else card["lambda"]
         terms = rate_distortion(model, x, lmbda)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-        optimizer.step()
-        aux = model.aux_loss()
-        aux_optimizer.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_optimizer.step()
+        optimization_step(model, terms["loss"], optimizer, aux_optimizer, Config.clip)
         rows.append({"step": step, "lambda": lmbda, **{k: terms[k].item() for k in ("loss", "bpp", "mse")}})
         rows[-1]["seconds"] = time.time() - started
     with open(out, "w", newline="") as f:

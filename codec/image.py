@@ -135,9 +135,9 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         key = np.asarray(image.info.get("aecodec.colour_key", image.info["transparency"]))
         pixels = np.asarray(image.convert("L") if mode == "1" else image)
         if mode == "RGB" and key.shape == (3,):
-            _require_opaque(np.where((pixels == key).all(axis=-1), 0, 255))
+            _refuse_transparency((pixels == key).all(axis=-1))
         elif key.ndim == 0:
-            _require_opaque(np.where(pixels == key, 0, 255))
+            _refuse_transparency(pixels == key)
     if mode in ("1", "L"):
         return _gray(np.asarray(image.convert("L")))
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -146,7 +146,7 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         raise UnsupportedImageError("floating-point images are not supported")
     if mode in ("LA", "La", "PA", "RGBA", "RGBa") or (mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("LA" if mode in ("LA", "La") else "RGBA"))
-        _require_opaque(rgba[..., -1])
+        _refuse_transparency(rgba[..., -1] != 255)
         return _gray(rgba[..., 0]) if mode in ("LA", "La") else (np.ascontiguousarray(rgba[..., :3]), RGB)
     return np.asarray(image.convert("RGB")), RGB
 
@@ -165,7 +165,7 @@ def _array_from_numpy(array: np.ndarray) -> tuple[np.ndarray, str]:
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise UnsupportedImageError(f"numpy images must be H×W, H×W×3 or H×W×4, got shape {array.shape}")
     if array.shape[2] == 4:
-        _require_opaque(array[..., 3])
+        _refuse_transparency(array[..., 3] != 255)
     return np.ascontiguousarray(array[..., :3]), RGB
 
 
@@ -178,8 +178,9 @@ def _to_8bit(array: np.ndarray) -> np.ndarray:
     return np.clip(np.round(array.astype(np.float64) / 257), 0, 255).astype(np.uint8)
 
 
-def _require_opaque(alpha: np.ndarray) -> None:
-    if (alpha != 255).any():
+def _refuse_transparency(transparent: np.ndarray) -> None:
+    """Refuse an image any of whose pixels is (partly) transparent: coding would lose that."""
+    if transparent.any():
         raise UnsupportedImageError("images with transparency are not supported (alpha would be lost)")
 
 

@@ -195,6 +195,29 @@ def rate_distortion(model, x: torch.Tensor, lmbda: float, distortion: str = "mse
     return {"loss": loss, "bpp": bpp, "mse": mse}
 
 
+def optimizers(model: torch.nn.Module, lr: float, aux_lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """Adam for the rate–distortion loss, and a separate Adam (its own learning rate) for the
+    entropy bottleneck's `quantiles`, which only the auxiliary quantile loss trains."""
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    return torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=aux_lr)
+
+
+def optimization_step(
+    model, loss: torch.Tensor, optimizer: torch.optim.Optimizer, aux_optimizer: torch.optim.Optimizer, clip: float
+) -> torch.Tensor:
+    """One step on `loss` (gradients clipped to norm `clip`), then one on the auxiliary loss, which it returns."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip)
+    optimizer.step()
+    aux = model.aux_loss()
+    aux_optimizer.zero_grad(set_to_none=True)
+    aux.backward()
+    aux_optimizer.step()
+    return aux
+
+
 def write_validation(path: Path, step: int, result: dict[str, float]) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -247,10 +270,7 @@ def main(argv: list[str]) -> None:
 
     levels = tuple(float(v) for v in config.lambdas.split(",")) if config.lambdas else ()
     model = ARCHITECTURES[config.arch](config.N, config.M, levels).to(config.device)
-    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=config.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=config.aux_lr)
+    optimizer, aux_optimizer = optimizers(model, config.lr, config.aux_lr)
     dataset = ImageFolder([Path(p) for p in config.data.split(",")], config.crop, config.seed)
     print(f"train: {len(dataset)} images ({dataset.skipped} smaller than {config.crop}² skipped)", file=sys.stderr)
 
@@ -300,14 +320,7 @@ def main(argv: list[str]) -> None:
                 lmbda = levels[int(torch.randint(len(levels), (), generator=dataset.generator))]
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 terms = rate_distortion(model, x, lmbda, config.distortion)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(main_params, config.clip)
-            optimizer.step()
-            aux = model.aux_loss()
-            aux_optimizer.zero_grad(set_to_none=True)
-            aux.backward()
-            aux_optimizer.step()
+            aux = optimization_step(model, terms["loss"], optimizer, aux_optimizer, config.clip)
             step += 1
             extra["images_seen"] += config.batch
             bar.update()
