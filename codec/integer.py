@@ -217,6 +217,37 @@ class IntegerSynthesis(nn.Module):
         return torch.bucketize(scales, self.thresholds.cpu().double(), right=False).int()
 
 
+def with_float_copies(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`state` plus the float weights of every integer network in it whose float network is absent.
+
+    An integer network ``X_integer`` (weights files: ``h_s_integer``,
+    ``entropy_parameters_integer.i``) is the quantized copy of the float network
+    ``X``, an ``nn.Sequential`` of convolutions each optionally followed by a ReLU
+    (`IntegerSynthesis.quantize` allows nothing else). Weights files from 0.5.3 on
+    store only the integer copy, which is what coding reads; training and
+    refinement (codec/refine.py) need a float network, and this gives back the
+    one that the integer copy computes: weight = w·2^-q, bias = b·2^-(F+q), each
+    convolution at the position of ``X`` that its ReLU flags imply. The weights
+    are exact in float32 (|w| < 2^13); the error against the trained float
+    network is the quantization's, at most half a step of 2^-q.
+    """
+    state = dict(state)
+    for key in [k for k in state if k.endswith("layer_kinds") and "_integer" in k and state[k].numel()]:
+        prefix = key.removesuffix("layer_kinds")
+        float_prefix = prefix.replace("_integer", "", 1)
+        if any(k.startswith(float_prefix) for k in state):
+            continue
+        position = 0
+        for i, relu in enumerate(state[key][:, 4].tolist()):
+            shift = int(state[f"{prefix}shift{i}"])
+            weight = state[f"{prefix}weight{i}"].double() * 2.0**-shift
+            bias = state[f"{prefix}bias{i}"].double() * 2.0 ** -(FRACTION_BITS + shift)
+            state[f"{float_prefix}{position}.weight"] = weight.float()
+            state[f"{float_prefix}{position}.bias"] = bias.float()
+            position += 2 if relu else 1
+    return state
+
+
 def _in_bands(
     layer: Callable[[int, int], Tensor], rows: int, upsampling: int, margin: int, band_rows: int | None = None
 ) -> Tensor:

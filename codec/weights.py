@@ -132,7 +132,10 @@ def _load_cached(
     if sha256_of(path) != sha256:
         raise WeightsError(f"weights file {path} does not match the SHA-256 in its model card")
     net = ARCHITECTURES[model](N, M, lambdas)
-    net.load_weights(load_file(str(path)))
+    try:
+        net.load_weights(load_file(str(path)))
+    except RuntimeError as error:  # tensors missing, unexpected or of the wrong shape
+        raise WeightsError(f"weights file {path} does not fit {model} N={N} M={M}: {error}") from None
     if not net.integer_networks_ready():
         raise WeightsError(f"weights file {path} lacks the integer networks {model} codes with (re-export it)")
     return net.to(device).eval()
@@ -174,18 +177,20 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
 
 def _compact(model: LatentCodecModel, state: dict[str, Tensor]) -> dict[str, Tensor]:
     """The state dict in smaller storage that codes the same: integer-network tensors in the
-    narrowest integer type that holds them (loading widens them back to int64), and the float
-    weights of each network that codes only through its integer copy (h_s, the entropy
-    parameters) as float16: those are a starting point for training and for refinement's estimate
-    of the rate (codec/refine.py), and coding never reads them."""
-    integer = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis))
+    narrowest integer type that holds them (loading widens them back to int64), and no float
+    weights for the networks that code only through their integer copy (h_s, the entropy
+    parameters): loading derives those from the integer copy (codec.integer.with_float_copies)
+    for training and for refinement's estimate of the rate (codec/refine.py). Before 0.5.3
+    they were stored as float16, about a third of a channel-wise file."""
+    integer = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis) and m.ready)
     coded_as_integers = tuple(name.replace("_integer", "", 1) for name in integer)
+    compact = {}
     for key, value in state.items():
         if key.startswith(integer):
-            state[key] = value.to(_narrowest_integer_type(value))
-        elif key.startswith(coded_as_integers) and value.dtype == torch.float32:
-            state[key] = value.to(torch.float16)
-    return state
+            compact[key] = value.to(_narrowest_integer_type(value))
+        elif not key.startswith(coded_as_integers):
+            compact[key] = value
+    return compact
 
 
 def _narrowest_integer_type(value: Tensor) -> torch.dtype:

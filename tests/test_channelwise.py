@@ -12,7 +12,7 @@ import codec
 from codec import api, container, integer, tiling, weights
 from codec.errors import WeightsError
 from codec.image import pad
-from codec.integer import FRACTION_BITS
+from codec.integer import FRACTION_BITS, with_float_copies
 from codec.models import PAD_MULTIPLE
 from codec.models.channelwise import NUM_SLICES
 from tests.conftest import natural_image, synthetic_image
@@ -127,12 +127,18 @@ def test_training_starts_from_a_parent_model_and_exports_a_model_that_codes(
     assert codec.decode(codec.encode(synthetic_image(40, 50), model=MODEL)).size == (50, 40)
 
 
-def test_weights_without_integer_networks_are_a_clear_weights_error(tiny_weights_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("float_copies", "message"), [(True, "lacks the integer networks"), (False, "does not fit")])
+def test_weights_without_integer_networks_are_a_clear_weights_error(
+    tiny_weights_dir, tmp_path, monkeypatch, float_copies, message
+):
+    """Weights from before the integer networks (float copies only), and a file missing both."""
     point = weights.rate_points(MODEL, tiny_weights_dir)[0]
-    state = {k: v for k, v in load_file(point.weights_path).items() if not k.startswith("entropy_parameters_integer")}
+    state = load_file(point.weights_path)
+    state = with_float_copies(state) if float_copies else state
+    state = {k: v for k, v in state.items() if not k.startswith("entropy_parameters_integer")}
     save_file(state, tmp_path / point.weights_path.name)
     card = {**point.card, "sha256": weights.sha256_of(tmp_path / point.weights_path.name)}
     (tmp_path / point.card_path.name).write_text(json.dumps(card))
     monkeypatch.setenv("AECODEC_WEIGHTS", str(tmp_path))
-    with pytest.raises(WeightsError, match="integer networks"):
+    with pytest.raises(WeightsError, match=message):
         codec.encode(natural_image(32, 32), model=MODEL)

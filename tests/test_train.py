@@ -231,4 +231,6 @@ def test_a_half_precision_variable_rate_copy_keeps_its_lambda_levels_and_loads_i
     initialize_from(fresh, str(carried))
     for (name, original), (_, loaded) in zip(model.named_parameters(), fresh.named_parameters(), strict=True):
         assert loaded.dtype == torch.float32, name
-        torch.testing.assert_close(loaded, original, rtol=1e-3, atol=1e-7)
+        # h_s is stored only as its integer copy: derived back to within its quantization step
+        atol = original.abs().max().item() * 2.0**-12 if name.startswith("h_s.") else 1e-7
+        torch.testing.assert_close(loaded, original, rtol=1e-3, atol=atol)

@@ -36,6 +36,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from codec import weights
+from codec.integer import with_float_copies
 from codec.layers import GainUnits
 from codec.models import ARCHITECTURES
 from train import checkpoint, validate
@@ -131,7 +132,7 @@ def initialize_from(model, path: str) -> list[str] | None:
     architecture, as named by its card, every top-level module whose tensors all match is taken,
     e.g. g_a, g_s and the entropy bottleneck of a hyperprior for the channel-wise model; returns
     their names."""
-    initial = load_file(path)
+    initial = with_float_copies(load_file(path))  # exports from 0.5.3 on store h_s only as integers
     card_path = Path(path).with_suffix(".json")
     source = json.loads(card_path.read_text()).get("model") if card_path.is_file() else None
     own = model.state_dict()

@@ -10,7 +10,8 @@ two Adam moments, 3× the weights) travel as they are.
 ``half`` keeps a model's trainable parameters in float16 (relative rounding 2⁻¹¹, absolute
 at most 3e-8 for the few tiny GDN entries below float16's normal range: far below what the
 first fine-tuning steps change; loading widens them back to float32), keeps the
-CDF tables and other buffers exact, drops the integer networks (rebuilt at export), and
+CDF tables and other buffers exact, drops the integer networks (rebuilt at export; a float
+network that the weights file holds only as its integer copy is derived from it first), and
 copies the model card, which names the original weights and their training.
 
 ``slim`` keeps a checkpoint's model tensors and metadata and drops the optimizer and RNG
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from codec.integer import IntegerSynthesis
+from codec.integer import IntegerSynthesis, with_float_copies
 from codec.models import ARCHITECTURES
 from train import checkpoint
 
@@ -45,7 +46,7 @@ def half(weights_path: Path, out: Path) -> Path:
     integer_networks = tuple(f"{name}." for name, m in model.named_modules() if isinstance(m, IntegerSynthesis))
     tensors = {
         key: value.half() if key in parameters else value
-        for key, value in load_file(str(weights_path)).items()
+        for key, value in with_float_copies(load_file(str(weights_path))).items()
         if not key.startswith(integer_networks)
     }
     out.mkdir(parents=True, exist_ok=True)

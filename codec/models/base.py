@@ -38,7 +38,7 @@ from compressai.entropy_models import EntropyBottleneck, EntropyModel, GaussianC
 from torch import Tensor, nn
 
 from codec.entropy import CdfTables
-from codec.integer import IntegerSynthesis
+from codec.integer import IntegerSynthesis, with_float_copies
 from codec.layers import GainUnits
 
 PAD_MULTIPLE = 64
@@ -163,7 +163,10 @@ class LatentCodecModel(nn.Module):
 
         Integer networks (codec/integer.py) may be absent: weights exported
         before they existed load without them and code with float networks.
+        A float network present only as its integer copy (exports from 0.5.3 on)
+        is derived from that copy.
         """
+        state = with_float_copies(state)
         for key, value in state.items():
             module_name, _, buffer_name = key.rpartition(".")
             module = self.get_submodule(module_name)
