@@ -39,7 +39,7 @@ from codec import container, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, WeightsError
-from codec.image import GRAY, ImageLike, check_size, pad, to_array, to_image
+from codec.image import GRAY, ImageLike, check_size, colour_profile, pad, to_array, to_image
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
@@ -94,10 +94,11 @@ def encode(
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
     array, mode = _checked_array(image)
+    profile = colour_profile(image, mode)
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
     rate = point.rate_for(lambda_for_quality(quality))
-    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps)
+    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps, profile)
 
 
 def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
@@ -116,8 +117,10 @@ def encode_with(
     device: str = "cpu",
     tile: int = tiling.TILE,
     refine_steps: int = 0,
+    icc_profile: bytes = b"",
 ) -> bytes:
-    """The data path of `encode` for a model in hand (e.g. one being trained) and a uint8 RGB array."""
+    """The data path of `encode` for a model in hand (e.g. one being trained) and a uint8 RGB array;
+    `icc_profile`: the colour profile of its pixels, stored in the file (b"": sRGB)."""
     height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
     refine.check(refine_steps, *padded.shape[:2])
@@ -133,6 +136,7 @@ def encode_with(
         height=height,
         width=width,
         latent_shapes=tuple(shapes[name] for name in net.stream_names),
+        icc_profile=icc_profile,
     )
     data = container.pack(header, net.compress_latent(y, coder))
     if refine_steps:  # keep the refined file only if its real loss is lower
@@ -183,10 +187,14 @@ def rate_point_of(header: Header) -> weights.RatePoint:
 
 
 def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.Image:
-    """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded)."""
+    """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded; a stored ICC profile
+    in its ``info["icc_profile"]``, which Pillow writes into PNG, JPEG, WebP and TIFF files)."""
     header, streams = container.unpack(data)
     net = weights.load(rate_point_of(header), device)
-    return to_image(decode_with(net, header, streams, tile), header.mode)
+    image = to_image(decode_with(net, header, streams, tile), header.mode)
+    if header.icc_profile:
+        image.info["icc_profile"] = header.icc_profile
+    return image
 
 
 def decode_with(net: LatentCodecModel, header: Header, streams: list[bytes], tile: int = tiling.TILE) -> np.ndarray:
@@ -222,12 +230,15 @@ def encode_to_target(
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
     array, mode = _checked_array(image)
+    profile = colour_profile(image, mode)
     point = select_rate_point(model, DEFAULT_QUALITY)
     height, width = array.shape[:2]
 
     def trial(point: weights.RatePoint, rate: float) -> tuple[bytes, float, float, bool]:
         net = weights.load(point, device)
-        data = encode_with(net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps)
+        data = encode_with(
+            net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps, icc_profile=profile
+        )
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)
         decoded, reference = as_decoded(decode_with(net, header, streams), array, mode)

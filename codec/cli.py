@@ -307,6 +307,8 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
     ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
 }
 
+PROFILE_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "JPEG"})  # those that store an ICC profile
+
 
 def _output_format(path: str) -> tuple[str, dict]:
     Image.init()  # registers Pillow's writers
@@ -331,6 +333,16 @@ def run_decode(args: argparse.Namespace) -> None:
     image = api.decode(data, device=args.device)
     if image_format == "QOI":  # QOI stores RGB(A) only
         image = image.convert("RGB")
+    profile = image.info.get("icc_profile")
+    if profile and image_format in PROFILE_FORMATS:
+        options = {**options, "icc_profile": profile}
+    elif profile:
+        warnings.warn(
+            f"the file's ICC profile is not written: {image_format} cannot hold one "
+            f"(use {', '.join(sorted(PROFILE_FORMATS)).lower()} to keep the colours)",
+            AecWarning,
+            stacklevel=2,
+        )
     buffer = io.BytesIO()
     image.save(buffer, format=image_format, **options)
     _write_output(args.output, buffer.getvalue(), args.force)
@@ -358,6 +370,7 @@ def run_info(args: argparse.Namespace) -> None:
         f"entropy coder: {header.coder}",
         f"colour mode: {'grayscale' if header.mode == 'L' else 'RGB'}",
         f"size: {header.width}×{header.height}",
+        f"ICC profile: {_profile_description(header.icc_profile)}",
     ]
     for i, (shape, stream) in enumerate(zip(header.latent_shapes, streams)):
         name = names[i] if i < len(names) else str(i)
@@ -367,6 +380,18 @@ def run_info(args: argparse.Namespace) -> None:
         f"bpp: {bits_per_pixel(len(data), header.height, header.width):.4f}",
     ]
     print("\n".join(lines))
+
+
+def _profile_description(icc: bytes) -> str:
+    if not icc:
+        return "none (sRGB)"
+    try:
+        from PIL import ImageCms
+
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+    except Exception:  # shown, not used: an unreadable profile is still reported
+        description = "unreadable"
+    return f"{description}, {len(icc)} bytes"
 
 
 def run_eval(args: argparse.Namespace) -> None:

@@ -6,7 +6,8 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     offset    size  field
     0         4     magic: 89 41 45 43 ("\\x89AEC")
     4         1     format version: 2 (1 is read too; see below)
-    5         1     flags: 0 (reserved; any other value is an error)
+    5         1     flags: bit 0 = an ICC profile follows the stream table; other bits
+                    reserved (set: an error)
     6         1     L: length of the model name, 1..64
     7         L     model name, printable ASCII without spaces (e.g. "bmshj2018-hyperprior")
     7+L       8     weights fingerprint: first 8 bytes of the SHA-256 of the weights file
@@ -17,13 +18,21 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     25+L      4     image width, 1..65535; height × width ≤ 2**26
     29+L      1     S: number of latent streams, 1..8
     30+L      10·S  per stream: channels u16, rows u16, columns u16, byte length u32
-    30+L+10S  Σ     the S streams' bytes, back to back, in the order above
+    30+L+10S  4+P   only if flags bit 0: P u32, 1..MAX_PROFILE_BYTES, then the P bytes
+                    of the ICC profile of the coded pixels' colour space
+    …         Σ     the S streams' bytes, back to back, in the order above
     end-4     4     CRC-32 (zlib) of every byte before it
 
 Versions. Version 2 is version 1 with one change inside the streams: each
 entropy-coded stream ends with a 32-bit end marker (codec/entropy.py), which
 lets the decoder reject a truncated or inconsistent stream before it
 synthesizes any pixel. Version 1 files (no end marker) still decode.
+
+Flags. Bit 0 (aecodec 0.5.3 on, version 2 files only) marks a file that carries
+an ICC profile. A file without one is byte for byte what earlier versions
+wrote; a file with one is refused by readers that predate the flag ("unknown
+header flags"), as the reserved byte intends, rather than shown in the wrong
+colours.
 
 The file is exactly that long: trailing bytes are an error. `unpack` checks the
 structure and the CRC before it returns anything; the codec then checks that
@@ -47,12 +56,15 @@ MAX_DIMENSION = 65535
 MAX_PIXELS = 1 << 26
 MAX_STREAMS = 8
 MAX_FILE_BYTES = 1 << 30  # readers refuse larger inputs before parsing
+MAX_PROFILE_BYTES = 1 << 20  # an ICC profile; matrix profiles take about 0.5 kB, LUT ones up to a few 100 kB
+FLAG_PROFILE = 0x01
 CODER_IDS = {"range": 0, "ans": 1}
 MODE_IDS = {"L": 1, "RGB": 3}
 
 _FIXED_AFTER_NAME = struct.Struct("<8sfBBIIB")  # fingerprint … stream count
 _STREAM = struct.Struct("<HHHI")
 _CRC = struct.Struct("<I")
+_PROFILE_LENGTH = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class Header:
     width: int
     latent_shapes: tuple[tuple[int, int, int], ...]
     version: int = VERSION
+    icc_profile: bytes = b""  # the ICC profile of the coded pixels (empty: none, i.e. sRGB)
 
     @property
     def streams_terminated(self) -> bool:
@@ -82,7 +95,10 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ValueError("invalid header")
     if header.version not in READABLE_VERSIONS:
         raise ValueError(f"cannot write format version {header.version}")
-    parts = [MAGIC, bytes([header.version, 0, len(name)]), name]
+    if len(header.icc_profile) > MAX_PROFILE_BYTES or (header.icc_profile and header.version < 2):
+        raise ValueError("ICC profile too large, or in a version 1 file")
+    flags = FLAG_PROFILE if header.icc_profile else 0
+    parts = [MAGIC, bytes([header.version, flags, len(name)]), name]
     parts.append(
         _FIXED_AFTER_NAME.pack(
             header.fingerprint,
@@ -96,6 +112,8 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     )
     for shape, stream in zip(header.latent_shapes, streams):
         parts.append(_STREAM.pack(*shape, len(stream)))
+    if header.icc_profile:
+        parts += [_PROFILE_LENGTH.pack(len(header.icc_profile)), header.icc_profile]
     parts.extend(streams)
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
@@ -112,7 +130,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
             f"unsupported .aec format version {version} (this aecodec reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
-    if flags != 0:
+    if flags & ~FLAG_PROFILE or (flags and version < 2):
         raise FormatError(f"unknown header flags {flags:#04x}")
     if not 1 <= name_length <= MAX_NAME_LENGTH:
         raise FormatError(f"model name length {name_length} out of range 1..{MAX_NAME_LENGTH}")
@@ -139,6 +157,12 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
             raise FormatError("empty latent shape in stream table")
         shapes.append((channels, rows, columns))
         lengths.append(length)
+    icc_profile = b""
+    if flags & FLAG_PROFILE:
+        (profile_length,) = _PROFILE_LENGTH.unpack(reader.take(_PROFILE_LENGTH.size, "ICC profile length"))
+        if not 1 <= profile_length <= MAX_PROFILE_BYTES:
+            raise FormatError(f"ICC profile length {profile_length} out of range 1..{MAX_PROFILE_BYTES}")
+        icc_profile = reader.take(profile_length, "ICC profile")
     if sum(lengths) + _CRC.size != reader.remaining:
         if sum(lengths) + _CRC.size > reader.remaining:
             raise FormatError("file is truncated (stream lengths exceed the file size)")
@@ -147,7 +171,9 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     (crc,) = _CRC.unpack(reader.take(_CRC.size, "checksum"))
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
-    header = Header(name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes), version)
+    header = Header(
+        name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes), version, icc_profile
+    )
     return header, streams
 
 

@@ -13,8 +13,14 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
   alpha, including a PNG colour key (tRNS) that some pixel matches, is refused,
   never dropped silently.
 * Of an animated or multi-page image only the first frame is coded (with a warning).
-* ICC profiles are not kept: the stored pixel values are coded, as cwebp does
-  by default (with a warning when the profile is not sRGB).
+* The stored pixel values are coded, in whatever colour space they are in, and
+  an embedded ICC profile that describes it travels with them in the file
+  (`colour_profile`), as avifenc and cjxl keep it; decode writes it back into the
+  output image. sRGB profiles are dropped (sRGB is what a profile-less image
+  means, and the profile would cost a few kilobytes in every file); a profile
+  that does not fit the coded image (a CMYK one, an RGB one on a gray image),
+  cannot be parsed or exceeds `container.MAX_PROFILE_BYTES` is dropped with a
+  warning.
 * The size is checked against the format's limits from the file's header,
   before its pixels are decoded.
 """
@@ -57,7 +63,6 @@ def open_image(source: str | Path | BinaryIO | bytes) -> Image.Image:
                 raise UnsupportedImageError("32-bit integer images are not supported")
             if frames > 1:
                 warnings.warn(f"only the first of this image's {frames} frames is coded", AecWarning, stacklevel=2)
-            _warn_about_profile(image.info.get("icc_profile"))
             return image
     except UnidentifiedImageError:
         raise UnsupportedImageError("not an image format Pillow can read") from None
@@ -101,22 +106,38 @@ def check_size(width: int, height: int) -> None:
         )
 
 
-def _warn_about_profile(icc: bytes | None) -> None:
-    """Warn that a non-sRGB colour profile is dropped (its colours will display differently)."""
+def colour_profile(image: ImageLike, mode: str) -> bytes:
+    """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): its embedded
+    profile, or b"" (no profile, an sRGB one, or one that cannot be kept: with a warning)."""
+    icc = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
     if not icc:
-        return
+        return b""
     try:
         from PIL import ImageCms
 
-        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(BytesIO(icc))).strip()
+        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile).strip()
+        space = profile.profile.xcolor_space.strip()
     except Exception:  # no littlecms, or a profile it cannot parse
-        description = "unreadable"
-    if "srgb" not in description.lower().replace(" ", ""):
-        warnings.warn(
-            f"ICC profile ({description}) is not kept: the pixels are coded as stored and will display as sRGB",
-            AecWarning,
-            stacklevel=3,
-        )
+        return _dropped_profile("it cannot be read")
+    if "srgb" in description.lower().replace(" ", ""):
+        return b""
+    expected = "GRAY" if mode == GRAY else "RGB"
+    if space != expected:
+        coded = "gray" if mode == GRAY else "RGB"
+        return _dropped_profile(f"{description} is a {space} profile, and the image is coded as {coded}")
+    if len(icc) > container.MAX_PROFILE_BYTES:
+        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes")
+    return bytes(icc)
+
+
+def _dropped_profile(why: str) -> bytes:
+    warnings.warn(
+        f"ICC profile not kept ({why}): the pixels are coded as stored and will display as sRGB",
+        AecWarning,
+        stacklevel=3,
+    )
+    return b""
 
 
 def to_array(image: ImageLike) -> tuple[np.ndarray, str]:

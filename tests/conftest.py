@@ -50,3 +50,12 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width]
     base = np.stack([xx * 255 / max(width, 1), yy * 255 / max(height, 1), (xx + yy) % 256], axis=-1)
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+
+
+def icc_profile(description: str = "Test P3 space") -> bytes:
+    """A valid RGB ICC profile that is not sRGB: littlecms's sRGB with another 13-letter name."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert len(description) == 13
+    return srgb.replace("sRGB built-in".encode("utf-16-be"), description.encode("utf-16-be"))

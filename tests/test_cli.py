@@ -164,3 +164,23 @@ def test_a_target_that_no_rate_reaches_is_written_at_the_nearest_end_with_a_warn
             "encode", str(png), str(tmp_path / "y.aec"), "--target-psnr", bad, env_weights=tiny_weights_dir
         )
         assert result.returncode == 2 and not (tmp_path / "y.aec").exists()
+
+
+def test_decode_writes_the_stored_colour_profile_where_the_format_can_hold_one(
+    tiny_weights_dir, tmp_path, monkeypatch, capsys
+):
+    from codec.cli import main
+    from tests.conftest import icc_profile
+
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tiny_weights_dir))  # in-process: 7 commands in a second
+    source, aec = tmp_path / "p3.png", tmp_path / "p3.aec"
+    profile = icc_profile()  # its header holds the time it was made: compare with this one
+    Image.fromarray(synthetic_image(45, 70)).save(source, icc_profile=profile)
+    assert main(["encode", str(source), str(aec)]) == 0
+    assert main(["info", str(aec)]) == 0
+    assert "ICC profile: Test P3 space, 588 bytes" in capsys.readouterr().out
+    for name in ("out.png", "out.jpg", "out.webp", "out.tif"):
+        assert main(["decode", str(aec), str(tmp_path / name)]) == 0
+        assert Image.open(tmp_path / name).info.get("icc_profile") == profile, name
+    assert main(["decode", str(aec), str(tmp_path / "out.ppm")]) == 0
+    assert "ICC profile is not written: PPM cannot hold one" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from codec.errors import AecWarning, UnsupportedImageError
 from codec.image import open_image, pad, to_array
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
-from tests.conftest import natural_image, synthetic_image
+from tests.conftest import icc_profile, natural_image, synthetic_image
 
 
 @pytest.mark.parametrize("model", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
@@ -267,17 +267,28 @@ def test_the_size_limit_is_checked_from_the_header_before_the_pixels_are_decoded
         open_image(truncated)
 
 
-def test_a_colour_profile_other_than_srgb_is_dropped_with_a_warning():
+def test_a_colour_profile_other_than_srgb_travels_with_the_file_and_back(tiny_weights):
+    profile = icc_profile()
+    image = _png(Image.fromarray(synthetic_image(16, 16)), icc_profile=profile)
+    data = codec.encode(image)
+    assert codec.read_header(data).icc_profile == profile
+    assert codec.decode(data).info["icc_profile"] == profile
+    without = codec.encode(Image.fromarray(synthetic_image(16, 16)))
+    assert len(data) == len(without) + 4 + len(profile)  # the profile's length field and bytes: no more
+
+
+def test_srgb_profiles_are_not_stored_and_profiles_that_do_not_fit_are_dropped_with_a_warning(tiny_weights):
     from PIL import ImageCms
 
-    image = Image.fromarray(synthetic_image(16, 16))
-    xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()
-    with pytest.warns(AecWarning, match="ICC profile"):
-        _png(image, icc_profile=xyz)
+    rgb = Image.fromarray(synthetic_image(16, 16))
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     with warnings.catch_warnings():
         warnings.simplefilter("error", AecWarning)
-        _png(image, icc_profile=srgb)
+        assert codec.read_header(codec.encode(_png(rgb, icc_profile=srgb))).icc_profile == b""
+    xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()
+    for image, profile in [(rgb, xyz), (rgb.convert("L"), icc_profile()), (rgb, b"not a profile")]:
+        with pytest.warns(AecWarning, match="ICC profile not kept"):
+            assert codec.read_header(codec.encode(_png(image, icc_profile=profile))).icc_profile == b""
 
 
 def _png_16_bit_rgb(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:

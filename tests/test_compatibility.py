@@ -17,6 +17,7 @@ from tests.conftest import natural_image
 DATA = Path(__file__).resolve().parent / "data"
 V1_FILES = sorted((DATA / "v1").glob("*.aec"))
 RELEASE_0_3_4_FILES = sorted((DATA / "release-0.3.4").glob("*.aec"))
+PROFILE_FILE = DATA / "release-0.5.3" / "channelwise-profile.aec"
 
 
 def test_there_are_version_1_files_and_0_3_4_files():
@@ -58,6 +59,16 @@ def test_files_of_the_0_3_4_default_model_decode_with_its_superseded_weights(pat
     expected = np.asarray(Image.open(path.with_suffix(".png")), dtype=np.int16)
     assert decoded.shape == expected.shape
     assert np.abs(decoded - expected).max() <= 1
+
+
+def test_a_0_5_3_file_with_an_icc_profile_decodes_to_its_recorded_image_and_profile(monkeypatch):
+    monkeypatch.delenv("AECODEC_WEIGHTS", raising=False)
+    data = PROFILE_FILE.read_bytes()
+    assert data[5] == 1  # flags: a profile follows the stream table
+    decoded = codec.decode(data)
+    expected = Image.open(PROFILE_FILE.with_suffix(".png"))
+    assert decoded.info["icc_profile"] == expected.info["icc_profile"]
+    assert np.abs(np.asarray(decoded, dtype=np.int16) - np.asarray(expected, dtype=np.int16)).max() <= 1
 
 
 def test_files_made_with_superseded_weights_still_decode(tmp_path, monkeypatch):

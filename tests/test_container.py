@@ -1,5 +1,6 @@
 """The .aec format: exact layout, and a clear FormatError for every broken file."""
 
+import dataclasses
 import struct
 import zlib
 
@@ -31,6 +32,48 @@ def test_layout_matches_the_documented_offsets():
     assert data[at + 43 : at + 48] == b"zzyyy"
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
     assert len(data) == at + 48 + 4
+
+
+PROFILED = dataclasses.replace(HEADER, icc_profile=b"ICC!" * 5)
+
+
+def test_a_profile_follows_the_stream_table_behind_flag_bit_0():
+    data = container.pack(PROFILED, [b"zz", b"yyy"])
+    plain = container.pack(HEADER, [b"zz", b"yyy"])
+    at = 7 + len(HEADER.model) + 43  # end of the stream table
+    assert data[5] == 1 and plain[5] == 0
+    assert data[:5] == plain[:5] and data[6:at] == plain[6:at]
+    assert struct.unpack_from("<I", data, at)[0] == 20 and data[at + 4 : at + 24] == b"ICC!" * 5
+    assert data[at + 24 : -4] == b"zzyyy"
+    header, streams = container.unpack(data)
+    assert header.icc_profile == b"ICC!" * 5 and streams == [b"zz", b"yyy"]
+
+
+@pytest.mark.parametrize(("length", "message"), [(0, "out of range"), (2**20 + 1, "out of range"), (21, "truncated")])
+def test_absurd_profile_lengths_are_named_even_with_a_valid_crc(length, message):
+    body = bytearray(container.pack(PROFILED, [b"zz", b"yyy"])[:-4])
+    struct.pack_into("<I", body, 7 + len(HEADER.model) + 43, length)
+    with pytest.raises(FormatError, match=message):
+        container.unpack(with_valid_crc(bytes(body)))
+
+
+def test_truncation_and_corruption_of_a_file_with_a_profile_are_format_errors():
+    data = container.pack(PROFILED, [b"zz", b"yyy"])
+    for length in range(len(data)):
+        with pytest.raises(FormatError):
+            container.unpack(data[:length])
+    for position in range(len(data)):
+        broken = bytearray(data)
+        broken[position] ^= 0x80
+        with pytest.raises(FormatError):
+            container.unpack(bytes(broken))
+
+
+def test_version_1_files_have_no_flags():
+    body = bytearray(container.pack(dataclasses.replace(HEADER, version=1), [b"zz", b"yyy"])[:-4])
+    body[5] = 1
+    with pytest.raises(FormatError, match="flags"):
+        container.unpack(with_valid_crc(bytes(body)))
 
 
 def test_pack_unpack_round_trip():
@@ -104,7 +147,7 @@ def test_absurd_field_values_are_named_even_with_a_valid_crc(offset, fmt, value,
 
 def test_unknown_version_magic_flags_and_name_are_named():
     data = container.pack(HEADER, [b"zz", b"yyy"])
-    cases = {4: (3, "version 3"), 5: (1, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
+    cases = {4: (3, "version 3"), 5: (2, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
     for position, (value, message) in cases.items():
         body = bytearray(data[:-4])
         body[position] = value
