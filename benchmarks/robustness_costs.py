@@ -13,6 +13,13 @@ way, except that its integer networks also give the means, so symbols and
 reconstructions differ too: its float path is coded and decoded in full, and
 each path has its own PSNR.
 
+The float path is the float network the weights file holds: the trained one
+(float32) for files exported before 0.4, a float16 copy of it up to 0.5.2, and
+from 0.5.3 on the integer copy's own weights converted back to float
+(codec.integer.with_float_copies). For those newest files the measured cost
+is only that of the integer arithmetic (flooring each layer to 2^-14), no
+longer that of quantizing the weights too.
+
 Tiling (codec/tiling.py): every image is encoded and decoded through the codec
 at the default tile size (a Kodak image is one tile) and at 128-pixel tiles
 (24 tiles per image); reported are mean bpp and PSNR and the BD-rate of the

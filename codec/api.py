@@ -31,6 +31,7 @@ as tfci's --target_bpp does, and over the rate points otherwise.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -38,8 +39,8 @@ from PIL import Image
 from codec import container, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
-from codec.errors import FormatError, WeightsError
-from codec.image import GRAY, ImageLike, check_size, colour_profile, pad, to_array, to_image
+from codec.errors import AecWarning, FormatError, WeightsError
+from codec.image import GRAY, ImageLike, check_size, colour_profile, pad, profile_problem, to_array, to_image
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
@@ -187,12 +188,16 @@ def rate_point_of(header: Header) -> weights.RatePoint:
 
 
 def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.Image:
-    """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded; a stored ICC profile
-    in its ``info["icc_profile"]``, which Pillow writes into PNG, JPEG, WebP and TIFF files)."""
+    """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded), with the file's ICC
+    profile, if any, in ``info["icc_profile"]``. Pillow writes that into PNG and TIFF files by
+    itself; for JPEG and WebP pass ``icc_profile=image.info.get("icc_profile")`` to ``save``."""
     header, streams = container.unpack(data)
     net = weights.load(rate_point_of(header), device)
     image = to_image(decode_with(net, header, streams, tile), header.mode)
-    if header.icc_profile:
+    problem = profile_problem(header.icc_profile, header.mode) if header.icc_profile else None
+    if problem:
+        warnings.warn(f"the file's ICC profile is not used ({problem})", AecWarning, stacklevel=2)
+    elif header.icc_profile:
         image.info["icc_profile"] = header.icc_profile
     return image
 

@@ -333,13 +333,19 @@ def run_decode(args: argparse.Namespace) -> None:
     image = api.decode(data, device=args.device)
     if image_format == "QOI":  # QOI stores RGB(A) only
         image = image.convert("RGB")
-    profile = image.info.get("icc_profile")
-    if profile and image_format in PROFILE_FORMATS:
+    profile = image.info.pop("icc_profile", None)
+    keep = ", ".join(sorted(PROFILE_FORMATS)).lower()
+    if profile and image_format == "WEBP" and image.mode == "L":  # WebP stores gray pixels as RGB
+        warnings.warn(
+            f"the file's gray ICC profile is not written: WebP holds no gray images (use {keep})",
+            AecWarning,
+            stacklevel=2,
+        )
+    elif profile and image_format in PROFILE_FORMATS:
         options = {**options, "icc_profile": profile}
     elif profile:
         warnings.warn(
-            f"the file's ICC profile is not written: {image_format} cannot hold one "
-            f"(use {', '.join(sorted(PROFILE_FORMATS)).lower()} to keep the colours)",
+            f"the file's ICC profile is not written: {image_format} cannot hold one (use {keep})",
             AecWarning,
             stacklevel=2,
         )
@@ -409,8 +415,11 @@ def run_eval(args: argparse.Namespace) -> None:
             reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))
         height, width = reference.shape[:2]
         bpp = bits_per_pixel(len(data), height, width)
+        profile = len(api.read_header(data).icc_profile)
+        note = f"  (bytes include a {profile}-byte ICC profile)" if profile else ""
         print(
-            f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} {psnr(reference, decoded):>8.2f}"
+            f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} "
+            f"{psnr(reference, decoded):>8.2f}{note}"
         )
 
 

@@ -112,31 +112,62 @@ def colour_profile(image: ImageLike, mode: str) -> bytes:
     icc = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
     if not icc:
         return b""
-    try:
-        from PIL import ImageCms
-
-        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
-        description = ImageCms.getProfileDescription(profile).strip()
-        space = profile.profile.xcolor_space.strip()
-    except Exception:  # no littlecms, or a profile it cannot parse
-        return _dropped_profile("it cannot be read")
-    if "srgb" in description.lower().replace(" ", ""):
+    consequence = "the pixels are coded as stored and will display as sRGB"
+    if isinstance(image, Image.Image) and image.mode == "CMYK":
+        return _dropped_profile("a CMYK profile", "the pixels are converted to RGB without it")
+    problem = profile_problem(icc, mode)
+    if problem:
+        return _dropped_profile(problem, consequence)
+    if is_srgb(icc):
         return b""
-    expected = "GRAY" if mode == GRAY else "RGB"
-    if space != expected:
-        coded = "gray" if mode == GRAY else "RGB"
-        return _dropped_profile(f"{description} is a {space} profile, and the image is coded as {coded}")
     if len(icc) > container.MAX_PROFILE_BYTES:
-        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes")
+        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes", consequence)
     return bytes(icc)
 
 
-def _dropped_profile(why: str) -> bytes:
-    warnings.warn(
-        f"ICC profile not kept ({why}): the pixels are coded as stored and will display as sRGB",
-        AecWarning,
-        stacklevel=3,
-    )
+def profile_problem(icc: bytes, mode: str) -> str | None:
+    """Why the ICC profile `icc` cannot describe pixels of `mode` ('L' or 'RGB'), or None if it can."""
+    from PIL import features
+
+    if not features.check("littlecms2"):
+        return "Pillow was built without littlecms, which reads profiles"
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile).strip() or "unnamed"
+        space = profile.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return "it cannot be read"
+    kinds = {"GRAY": "gray", "RGB": "RGB"}
+    if space != ("GRAY" if mode == GRAY else "RGB"):
+        coded = "gray" if mode == GRAY else "RGB"
+        return f"{description!r} is a profile for {kinds.get(space, space)} images, and these are {coded}"
+    return None
+
+
+def is_srgb(icc: bytes) -> bool:
+    """Whether an RGB or gray profile maps colours as sRGB does: every test colour through it to
+    littlecms's sRGB lands within one level of itself. Decided by what the profile does, not its
+    name ("Linear sRGB" profiles are not sRGB)."""
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(BytesIO(icc))
+    levels = np.linspace(0, 255, 6).round().astype(np.uint8)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
+    gray = profile.profile.xcolor_space.strip() == "GRAY"
+    colours = Image.fromarray(grid[..., 0] if gray else grid, "L" if gray else "RGB")
+    srgb = ImageCms.createProfile("sRGB")
+    try:
+        mapped = ImageCms.profileToProfile(colours, profile, srgb, outputMode="RGB")
+    except ImageCms.PyCMSError:
+        return False
+    expected = np.repeat(grid[..., :1], 3, axis=-1) if gray else grid
+    return bool(np.abs(np.asarray(mapped, dtype=np.int16) - expected).max() <= 1)
+
+
+def _dropped_profile(why: str, consequence: str) -> bytes:
+    warnings.warn(f"ICC profile not kept ({why}): {consequence}", AecWarning, stacklevel=3)
     return b""
 
 

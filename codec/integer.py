@@ -237,6 +237,9 @@ def with_float_copies(state: dict[str, Tensor]) -> dict[str, Tensor]:
         float_prefix = prefix.replace("_integer", "", 1)
         if any(k.startswith(float_prefix) for k in state):
             continue
+        layers = range(len(state[key]))
+        if not all(f"{prefix}{name}{i}" in state for i in layers for name in ("shift", "weight", "bias")):
+            continue  # an incomplete integer network: nothing derived, loading reports what is missing
         position = 0
         for i, relu in enumerate(state[key][:, 4].tolist()):
             shift = int(state[f"{prefix}shift{i}"])

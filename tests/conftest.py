@@ -52,10 +52,37 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
 
 
-def icc_profile(description: str = "Test P3 space") -> bytes:
-    """A valid RGB ICC profile that is not sRGB: littlecms's sRGB with another 13-letter name."""
-    from PIL import ImageCms
+def icc_profile(description: str = "Test P3 space", gamma: float = 1.8, gray: bool = False) -> bytes:
+    """A small, valid ICC v2 display profile that is not sRGB: Display P3's primaries (adapted to
+    D50) with a pure power-law tone curve, or a gray one with that curve."""
+    import struct
 
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    assert len(description) == 13
-    return srgb.replace("sRGB built-in".encode("utf-16-be"), description.encode("utf-16-be"))
+    def fixed(*values: float) -> bytes:  # s15Fixed16Number
+        return b"".join(struct.pack(">i", round(v * 65536)) for v in values)
+
+    text = description.encode("ascii") + b"\0"
+    tags = [(b"desc", b"desc" + bytes(4) + struct.pack(">I", len(text)) + text + bytes(4 + 4 + 2 + 1 + 67))]
+    tags.append((b"cprt", b"text" + bytes(4) + b"public domain\0"))
+    tags.append((b"wtpt", b"XYZ " + bytes(4) + fixed(0.9642, 1.0, 0.8249)))
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, round(gamma * 256))
+    if gray:
+        tags.append((b"kTRC", curve))
+    else:
+        primaries = {
+            b"rXYZ": (0.5151, 0.2412, -0.0011),
+            b"gXYZ": (0.2920, 0.6922, 0.0419),
+            b"bXYZ": (0.1571, 0.0666, 0.7841),
+        }
+        tags += [(name, b"XYZ " + bytes(4) + fixed(*xyz)) for name, xyz in primaries.items()]
+        tags += [(name, curve) for name in (b"rTRC", b"gTRC", b"bTRC")]
+    table, data = b"", b""
+    offset = 128 + 4 + 12 * len(tags)
+    for name, body in tags:
+        body += bytes(-len(body) % 4)
+        table += name + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    header = struct.pack(">I", offset + len(data)) + b"test" + bytes([2, 0x10, 0, 0]) + b"mntr"
+    header += (b"GRAY" if gray else b"RGB ") + b"XYZ " + bytes(12) + b"acsp" + bytes(4 + 4 + 4 + 4 + 8 + 4)
+    header += fixed(0.9642, 1.0, 0.8249) + bytes(4 + 16 + 28)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -1,5 +1,6 @@
 """The aecodec command through subprocess: exit codes, messages, files left behind."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import synthetic_image
@@ -174,13 +176,43 @@ def test_decode_writes_the_stored_colour_profile_where_the_format_can_hold_one(
 
     monkeypatch.setenv("AECODEC_WEIGHTS", str(tiny_weights_dir))  # in-process: 7 commands in a second
     source, aec = tmp_path / "p3.png", tmp_path / "p3.aec"
-    profile = icc_profile()  # its header holds the time it was made: compare with this one
+    profile = icc_profile()
     Image.fromarray(synthetic_image(45, 70)).save(source, icc_profile=profile)
     assert main(["encode", str(source), str(aec)]) == 0
     assert main(["info", str(aec)]) == 0
-    assert "ICC profile: Test P3 space, 588 bytes" in capsys.readouterr().out
+    assert f"ICC profile: Test P3 space, {len(profile)} bytes" in capsys.readouterr().out
     for name in ("out.png", "out.jpg", "out.webp", "out.tif"):
         assert main(["decode", str(aec), str(tmp_path / name)]) == 0
         assert Image.open(tmp_path / name).info.get("icc_profile") == profile, name
     assert main(["decode", str(aec), str(tmp_path / "out.ppm")]) == 0
     assert "ICC profile is not written: PPM cannot hold one" in capsys.readouterr().err
+    assert main(["eval", str(source)]) == 0
+    assert f"(bytes include a {len(profile)}-byte ICC profile)" in capsys.readouterr().out
+
+    gray, gray_aec = tmp_path / "gray-in.png", tmp_path / "gray.aec"
+    Image.fromarray(synthetic_image(45, 70)[..., 0]).save(gray, icc_profile=icc_profile("Gray 1.8", gray=True))
+    assert main(["encode", str(gray), str(gray_aec)]) == 0
+    assert main(["decode", str(gray_aec), str(tmp_path / "gray.webp")]) == 0  # WebP stores gray pixels as RGB
+    assert "gray ICC profile is not written: WebP holds no gray images" in capsys.readouterr().err
+    assert "icc_profile" not in Image.open(tmp_path / "gray.webp").info
+    assert main(["decode", str(gray_aec), str(tmp_path / "gray.png")]) == 0
+    assert Image.open(tmp_path / "gray.png").info["icc_profile"] == icc_profile("Gray 1.8", gray=True)
+
+
+def test_a_weights_file_that_does_not_fit_its_model_is_a_one_line_error(tiny_weights_dir, png, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from codec import weights
+
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    point = weights.rate_points("bmshj2018-hyperprior", tiny_weights_dir)[0]
+    save_file({**load_file(point.weights_path), "bogus.weight": torch.zeros(1)}, weights_dir / point.weights_path.name)
+    card = {**point.card, "sha256": weights.sha256_of(weights_dir / point.weights_path.name)}
+    (weights_dir / point.card_path.name).write_text(json.dumps(card))
+    result = aecodec(
+        "encode", str(png), str(tmp_path / "x.aec"), "--model", "bmshj2018-hyperprior", env_weights=weights_dir
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode().count("\n") == 1 and "does not fit" in result.stderr.decode()
+    assert "1 unexpected (bogus.weight)" in result.stderr.decode()

@@ -1,5 +1,6 @@
 """encode/decode through the Python API: round trips, exactness, image modes."""
 
+import dataclasses
 import io
 import warnings
 
@@ -10,7 +11,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import codec
-from codec import api, weights
+from codec import api, container, weights
 from codec.errors import AecWarning, UnsupportedImageError
 from codec.image import open_image, pad, to_array
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
@@ -282,13 +283,26 @@ def test_srgb_profiles_are_not_stored_and_profiles_that_do_not_fit_are_dropped_w
 
     rgb = Image.fromarray(synthetic_image(16, 16))
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    renamed = srgb.replace("sRGB built-in".encode("utf-16-be"), "Camera space!".encode("utf-16-be"))
     with warnings.catch_warnings():
         warnings.simplefilter("error", AecWarning)
-        assert codec.read_header(codec.encode(_png(rgb, icc_profile=srgb))).icc_profile == b""
+        for profile in (srgb, renamed):  # sRGB by what it does, whatever its name
+            assert codec.read_header(codec.encode(_png(rgb, icc_profile=profile))).icc_profile == b""
+        linear = icc_profile("Linear sRGB", gamma=1.0)  # not sRGB, whatever its name
+        assert codec.read_header(codec.encode(_png(rgb, icc_profile=linear))).icc_profile == linear
     xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()
     for image, profile in [(rgb, xyz), (rgb.convert("L"), icc_profile()), (rgb, b"not a profile")]:
         with pytest.warns(AecWarning, match="ICC profile not kept"):
             assert codec.read_header(codec.encode(_png(image, icc_profile=profile))).icc_profile == b""
+
+
+def test_a_stored_profile_that_does_not_fit_the_pixels_is_not_attached_on_decode(tiny_weights):
+    data = codec.encode(Image.fromarray(synthetic_image(16, 16)))
+    header, streams = container.unpack(data)
+    for wrong in (icc_profile(gray=True), b"not a profile"):
+        crafted = container.pack(dataclasses.replace(header, icc_profile=wrong), streams)
+        with pytest.warns(AecWarning, match="ICC profile is not used"):
+            assert "icc_profile" not in codec.decode(crafted).info
 
 
 def _png_16_bit_rgb(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:

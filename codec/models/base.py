@@ -169,17 +169,33 @@ class LatentCodecModel(nn.Module):
         state = with_float_copies(state)
         for key, value in state.items():
             module_name, _, buffer_name = key.rpartition(".")
-            module = self.get_submodule(module_name)
+            try:
+                module = self.get_submodule(module_name)
+            except AttributeError:  # not a module of this model: reported below as unexpected
+                continue
             if isinstance(module, IntegerSynthesis):  # stored as int32 where the values fit
                 module.register_buffer(buffer_name, torch.empty_like(value, dtype=torch.int64))
             elif buffer_name in _TABLE_BUFFERS:
                 module.register_buffer(buffer_name, torch.empty_like(value))
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = self.load_state_dict(state, strict=False)
+        except RuntimeError as error:  # shape mismatches: a heading, then one line per tensor
+            details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()] or [str(error)]
+            more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+            raise RuntimeError(f"weights do not fit the model: {details[0]}{more}") from None
         integer_prefixes = tuple(f"{name}." for name, m in self.named_modules() if isinstance(m, IntegerSynthesis))
         missing = [key for key in missing if not key.startswith(integer_prefixes)]
         if missing or unexpected:
-            raise RuntimeError(f"weights do not fit the model: missing {missing}, unexpected {unexpected}")
+            raise RuntimeError(
+                f"weights do not fit the model: {_some('missing', missing)}, {_some('unexpected', unexpected)}"
+            )
         self._tables.clear()
+
+
+def _some(what: str, keys: list[str], shown: int = 3) -> str:
+    """'3 missing (a, b, c)', or '40 missing (a, b, c, …)': a one-line account of a key list."""
+    more = ", …" if len(keys) > shown else ""
+    return f"{len(keys)} {what}" + (f" ({', '.join(keys[:shown])}{more})" if keys else "")
 
 
 def full_precision(x: Tensor) -> torch.autocast:
