@@ -6,7 +6,9 @@ Each rate point of a model is two files in the weights folder
 * ``<stem>.safetensors``: the state dict, CDF tables included;
 * ``<stem>.json``: the model card: ``model`` (architecture name), ``N``,
   ``M``, ``lambda``, ``weights`` (file name), ``sha256`` of the weights file,
-  and how it was trained and how it measures on Kodak.
+  ``exported_by`` (the aecodec version; files exported by 0.5.3 or later keep
+  h_s and the entropy-parameter networks only as integer copies, which older
+  versions cannot load), and how it was trained and how it measures on Kodak.
 
 A variable-rate model (gain units, codec/layers.py) is one rate point that
 covers a range: its card has ``lambdas`` (the λ it was trained for, in
@@ -159,6 +161,8 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
     state = _compact(model, {k: v.detach().contiguous() for k, v in model.state_dict().items()})
     # One metadata entry: safetensors writes several in a random order, and exports should be byte-reproducible.
     save_file(state, str(weights_path), metadata={"aecodec": json.dumps({"model": model.name, "lambda": lmbda})})
+    from codec import __version__  # here, not at import: codec/__init__ imports this module
+
     full_card = {
         "model": model.name,
         "N": model.N,
@@ -167,6 +171,7 @@ def export(model: LatentCodecModel, lmbda: float | None, directory: Path, card: 
         **({"lambdas": list(model.lambdas)} if model.lambdas else {}),
         "weights": weights_path.name,
         "sha256": sha256_of(weights_path),
+        "exported_by": f"aecodec {__version__}",  # 0.5.3 on: h_s only as its integer copy, which older ones cannot load
         **card,
     }
     card_path = directory / f"{stem}.json"
