@@ -115,14 +115,12 @@ def colour_profile(image: ImageLike, mode: str) -> bytes:
     consequence = "the pixels are coded as stored and will display as sRGB"
     if isinstance(image, Image.Image) and image.mode == "CMYK":
         return _dropped_profile("a CMYK profile", "the pixels are converted to RGB without it")
+    if len(icc) > container.MAX_PROFILE_BYTES:
+        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes", consequence)
     problem = profile_problem(icc, mode)
     if problem:
         return _dropped_profile(problem, consequence)
-    if is_srgb(icc):
-        return b""
-    if len(icc) > container.MAX_PROFILE_BYTES:
-        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes", consequence)
-    return bytes(icc)
+    return b"" if is_srgb(icc) else bytes(icc)
 
 
 def profile_problem(icc: bytes, mode: str) -> str | None:
@@ -156,7 +154,7 @@ def is_srgb(icc: bytes) -> bool:
     levels = np.linspace(0, 255, 6).round().astype(np.uint8)
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(1, -1, 3)
     gray = profile.profile.xcolor_space.strip() == "GRAY"
-    colours = Image.fromarray(grid[..., 0] if gray else grid, "L" if gray else "RGB")
+    colours = Image.fromarray(grid[..., 0] if gray else grid)  # uint8: mode L or RGB
     srgb = ImageCms.createProfile("sRGB")
     try:
         mapped = ImageCms.profileToProfile(colours, profile, srgb, outputMode="RGB")

@@ -291,7 +291,8 @@ def test_srgb_profiles_are_not_stored_and_profiles_that_do_not_fit_are_dropped_w
         linear = icc_profile("Linear sRGB", gamma=1.0)  # not sRGB, whatever its name
         assert codec.read_header(codec.encode(_png(rgb, icc_profile=linear))).icc_profile == linear
     xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile("XYZ")).tobytes()
-    for image, profile in [(rgb, xyz), (rgb.convert("L"), icc_profile()), (rgb, b"not a profile")]:
+    oversized = icc_profile() + bytes(container.MAX_PROFILE_BYTES)
+    for image, profile in [(rgb, xyz), (rgb.convert("L"), icc_profile()), (rgb, b"not a profile"), (rgb, oversized)]:
         with pytest.warns(AecWarning, match="ICC profile not kept"):
             assert codec.read_header(codec.encode(_png(image, icc_profile=profile))).icc_profile == b""
 
