@@ -75,11 +75,11 @@ def train_arm(arm: str, steps: int = STEPS, data: str = DATA, runs: Path = RUNS)
     common = [f"--arch={ARCH}", f"--N={N}", f"--M={M}", f"--crop={CROP}", f"--batch={BATCH}", f"--lr={LR}"]
     common += [f"--lr_final={LR_FINAL}", f"--warmup={WARMUP}", f"--data={data}", "--threads=1", "--seed=0"]
     if arm == "fixed":
-        runs = [(f"lambda{lmbda:g}", [f"--lmbda={lmbda}", f"--steps={steps}"]) for lmbda in LAMBDAS]
+        jobs = [(f"lambda{lmbda:g}", [f"--lmbda={lmbda}", f"--steps={steps}"]) for lmbda in LAMBDAS]
     else:
         total = steps * len(LAMBDAS) if arm == "variable" else steps
-        runs = [("variable-rate", [f"--lambdas={','.join(map(str, LAMBDAS))}", f"--steps={total}"])]
-    for name, options in runs:
+        jobs = [("variable-rate", [f"--lambdas={','.join(map(str, LAMBDAS))}", f"--steps={total}"])]
+    for name, options in jobs:
         export = runs / arm / "export"
         if any(export.glob(f"*-{name}.json")):
             continue
