@@ -24,7 +24,7 @@ from PIL import Image
 from codec import __version__, api, container, refine, weights
 from codec.entropy import CODERS
 from codec.errors import AecError, AecWarning, UnsupportedImageError
-from codec.image import open_image, to_array
+from codec.image import describe_profile, open_image, to_array
 from codec.metrics import bits_per_pixel, psnr
 from codec.models import ARCHITECTURES
 
@@ -391,13 +391,8 @@ def run_info(args: argparse.Namespace) -> None:
 def _profile_description(icc: bytes) -> str:
     if not icc:
         return "none (sRGB)"
-    try:
-        from PIL import ImageCms
-
-        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
-    except Exception:  # shown, not used: an unreadable profile is still reported
-        description = "unreadable"
-    return f"{description}, {len(icc)} bytes"
+    described = describe_profile(icc)  # shown, not used: an unreadable profile is still reported
+    return f"{described[0] if described else 'unreadable'}, {len(icc)} bytes"
 
 
 def run_eval(args: argparse.Namespace) -> None:

@@ -123,20 +123,32 @@ def colour_profile(image: ImageLike, mode: str) -> bytes:
     return b"" if is_srgb(icc) else bytes(icc)
 
 
+def describe_profile(icc: bytes) -> tuple[str, str] | None:
+    """(description, colour space, e.g. 'RGB' or 'GRAY') of an ICC profile, or None if littlecms
+    cannot read it or Pillow has no littlecms."""
+    from PIL import features
+
+    if not features.check("littlecms2"):
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
+        return ImageCms.getProfileDescription(profile).strip() or "unnamed", profile.profile.xcolor_space.strip()
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return None
+
+
 def profile_problem(icc: bytes, mode: str) -> str | None:
     """Why the ICC profile `icc` cannot describe pixels of `mode` ('L' or 'RGB'), or None if it can."""
     from PIL import features
 
     if not features.check("littlecms2"):
         return "Pillow was built without littlecms, which reads profiles"
-    from PIL import ImageCms
-
-    try:
-        profile = ImageCms.ImageCmsProfile(BytesIO(icc))
-        description = ImageCms.getProfileDescription(profile).strip() or "unnamed"
-        space = profile.profile.xcolor_space.strip()
-    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+    described = describe_profile(icc)
+    if described is None:
         return "it cannot be read"
+    description, space = described
     kinds = {"GRAY": "gray", "RGB": "RGB"}
     if space != ("GRAY" if mode == GRAY else "RGB"):
         coded = "gray" if mode == GRAY else "RGB"

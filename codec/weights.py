@@ -136,9 +136,8 @@ def _load_cached(
     net = ARCHITECTURES[model](N, M, lambdas)
     try:
         net.load_weights(load_file(str(path)))
-    except (RuntimeError, AttributeError, KeyError, ValueError) as error:  # tensors missing, unexpected, misshapen
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise WeightsError(f"weights file {path} does not fit {model} N={N} M={M}: {first_line[:400]}") from None
+    except RuntimeError as error:  # load_weights's one-line account of missing, unexpected or misshapen tensors
+        raise WeightsError(f"weights file {path} does not fit {model} N={N} M={M}: {error}") from None
     if not net.integer_networks_ready():
         raise WeightsError(f"weights file {path} lacks the integer networks {model} codes with (re-export it)")
     return net.to(device).eval()
