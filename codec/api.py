@@ -86,16 +86,19 @@ def encode(
     device: str = "cpu",
     tile: int = tiling.TILE,
     refine_steps: int = 0,
+    icc_profile: bytes | None = None,
 ) -> bytes:
     """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes.
 
     `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
     `refine_steps`: optimization steps spent on this image's latent (0: none).
+    `icc_profile`: the colour profile of a numpy array's pixels, stored in the file unless it is
+    sRGB (a PIL image's own embedded profile is used; passing one with it is an error).
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
     array, mode = _checked_array(image)
-    profile = colour_profile(image, mode)
+    profile = colour_profile(image, mode, icc_profile)
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
     rate = point.rate_for(lambda_for_quality(quality))
@@ -228,14 +231,15 @@ def encode_to_target(
     device: str = "cpu",
     steps: int = 10,
     refine_steps: int = 0,
+    icc_profile: bytes | None = None,
 ) -> tuple[bytes, float, float]:
     """The file closest to a target: at most `target_bpp`, or at least `target_psnr` dB, at the
     fewest bits. Returns (file bytes, its bpp, its PSNR). If no rate meets the target, the nearest
-    end of the range is returned (the caller can compare)."""
+    end of the range is returned (the caller can compare). `icc_profile` as for `encode`."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
     array, mode = _checked_array(image)
-    profile = colour_profile(image, mode)
+    profile = colour_profile(image, mode, icc_profile)
     point = select_rate_point(model, DEFAULT_QUALITY)
     height, width = array.shape[:2]
 

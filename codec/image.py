@@ -6,7 +6,11 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
   the EXIF orientation is applied before coding.
 * Grayscale stays grayscale: it is coded as RGB with equal channels and
   decoded back to one channel.
-* Palette, CMYK, YCbCr and other colour modes become RGB.
+* Palette, CMYK, YCbCr and other colour modes become RGB. A CMYK image with an
+  embedded CMYK profile is converted through it to sRGB by littlecms (the
+  profile's default rendering intent, with black point compensation), so that
+  print-ready files keep their colours; without one, Pillow's naive conversion
+  is used (what the other tools do).
 * 16-bit samples are reduced to 8 bits (with a warning); 32-bit integer and
   floating-point samples are refused.
 * Alpha that is fully opaque carries no information and is dropped; any other
@@ -15,10 +19,10 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
 * Of an animated or multi-page image only the first frame is coded (with a warning).
 * The stored pixel values are coded, in whatever colour space they are in, and
   an embedded ICC profile that describes it travels with them in the file
-  (`colour_profile`), as avifenc and cjxl keep it; decode writes it back into the
+  (`colour_profile`; for a numpy array the caller passes it), as avifenc and cjxl keep it; decode writes it back into the
   output image. sRGB profiles are dropped (sRGB is what a profile-less image
   means, and the profile would cost a few kilobytes in every file); a profile
-  that does not fit the coded image (a CMYK one, an RGB one on a gray image),
+  that does not fit the coded image (an RGB one on a gray image),
   cannot be parsed or exceeds `container.MAX_PROFILE_BYTES` is dropped with a
   warning.
 * The size is checked against the format's limits from the file's header,
@@ -106,15 +110,22 @@ def check_size(width: int, height: int) -> None:
         )
 
 
-def colour_profile(image: ImageLike, mode: str) -> bytes:
-    """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): its embedded
-    profile, or b"" (no profile, an sRGB one, or one that cannot be kept: with a warning)."""
-    icc = image.info.get("icc_profile") if isinstance(image, Image.Image) else None
+def colour_profile(image: ImageLike, mode: str, icc_profile: bytes | None = None) -> bytes:
+    """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): a PIL image's
+    embedded profile, or `icc_profile` given for a numpy array's pixels; b"" for none, an sRGB
+    one, a CMYK one (`to_array` has converted the pixels to sRGB through it) or one that cannot
+    be kept (with a warning)."""
+    if isinstance(image, Image.Image):
+        if icc_profile is not None:
+            raise ValueError("a PIL image carries its own ICC profile (in image.info['icc_profile'])")
+        if image.mode == "CMYK":
+            return b""
+        icc = image.info.get("icc_profile")
+    else:
+        icc = icc_profile
     if not icc:
         return b""
     consequence = "the pixels are coded as stored and will display as sRGB"
-    if isinstance(image, Image.Image) and image.mode == "CMYK":
-        return _dropped_profile("a CMYK profile", "the pixels are converted to RGB without it")
     if len(icc) > container.MAX_PROFILE_BYTES:
         return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes", consequence)
     problem = profile_problem(icc, mode)
@@ -210,7 +221,35 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         rgba = np.asarray(image.convert("LA" if mode in ("LA", "La") else "RGBA"))
         _refuse_transparency(rgba[..., -1] != 255)
         return _gray(rgba[..., 0]) if mode in ("LA", "La") else (np.ascontiguousarray(rgba[..., :3]), RGB)
+    if mode == "CMYK":
+        return _cmyk_to_srgb(image), RGB
     return np.asarray(image.convert("RGB")), RGB
+
+
+def _cmyk_to_srgb(image: Image.Image) -> np.ndarray:
+    """CMYK pixels as sRGB: through the image's CMYK profile by littlecms if it has a usable
+    one, else by Pillow's naive conversion (with a warning if a profile was there but unusable)."""
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return np.asarray(image.convert("RGB"))
+    described = describe_profile(icc) if len(icc) <= container.MAX_PROFILE_BYTES else None
+    if len(icc) > container.MAX_PROFILE_BYTES:
+        why = f"it is larger than {container.MAX_PROFILE_BYTES} bytes"
+    elif described is None:
+        why = "it cannot be read"
+    elif described[1] != "CMYK":
+        why = f"{described[0]!r} is not a CMYK profile"
+    else:
+        from PIL import ImageCms
+
+        profile, srgb = ImageCms.ImageCmsProfile(BytesIO(icc)), ImageCms.createProfile("sRGB")
+        flags = ImageCms.Flags.BLACKPOINTCOMPENSATION
+        try:
+            return np.asarray(ImageCms.profileToProfile(image, profile, srgb, outputMode="RGB", flags=flags))
+        except ImageCms.PyCMSError as error:
+            why = f"littlecms cannot convert through it: {error}"
+    _dropped_profile(why, "the CMYK pixels are converted to RGB without it")
+    return np.asarray(image.convert("RGB"))
 
 
 def _array_from_numpy(array: np.ndarray) -> tuple[np.ndarray, str]:

@@ -16,7 +16,7 @@ from codec.errors import AecWarning, UnsupportedImageError
 from codec.image import open_image, pad, to_array
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
-from tests.conftest import icc_profile, natural_image, synthetic_image
+from tests.conftest import cmyk_icc_profile, icc_profile, natural_image, synthetic_image
 
 
 @pytest.mark.parametrize("model", ["bmshj2018-factorized", "bmshj2018-hyperprior"])
@@ -306,6 +306,60 @@ def test_a_stored_profile_that_does_not_fit_the_pixels_is_not_attached_on_decode
         crafted = container.pack(dataclasses.replace(header, icc_profile=wrong), streams)
         with pytest.warns(AecWarning, match="ICC profile is not used"):
             assert "icc_profile" not in codec.decode(crafted).info
+
+
+def test_a_numpy_array_s_colour_profile_is_passed_in_and_travels_with_the_file(tiny_weights):
+    array, profile = synthetic_image(16, 16), icc_profile()
+    data = codec.encode(array, icc_profile=profile)
+    assert codec.read_header(data).icc_profile == profile
+    assert codec.decode(data).info["icc_profile"] == profile
+    assert codec.read_header(codec.encode(array)).icc_profile == b""
+    with pytest.warns(AecWarning, match="ICC profile not kept"):  # checked as an embedded one is
+        assert codec.read_header(codec.encode(array, icc_profile=icc_profile(gray=True))).icc_profile == b""
+    with pytest.raises(ValueError, match="carries its own ICC profile"):
+        codec.encode(Image.fromarray(array), icc_profile=profile)
+
+
+def _cmyk_jpeg(**options) -> Image.Image:
+    """Flat patches of paper, cyan, magenta, yellow, black and a mix, as a CMYK JPEG."""
+    inks = [(0, 0, 0, 0), (255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255), (128, 64, 32, 16)]
+    patches = np.repeat(np.repeat(np.array(inks, np.uint8)[None], 32, axis=0), 32, axis=1)  # 32×192
+    buffer = io.BytesIO()
+    Image.fromarray(patches, "CMYK").save(buffer, "JPEG", quality=100, **options)
+    return open_image(buffer.getvalue())
+
+
+def _patch_means(image: Image.Image) -> np.ndarray:
+    pixels = np.asarray(image.convert("RGB"), np.float64)[8:24]  # away from the patches' edges
+    return np.stack([pixels[:, 32 * k + 8 : 32 * k + 24].mean(axis=(0, 1)) for k in range(6)])
+
+
+def test_a_cmyk_image_is_converted_to_srgb_through_its_embedded_profile(tiny_weights):
+    from PIL import ImageCms
+
+    image = _cmyk_jpeg(icc_profile=cmyk_icc_profile())
+    srgb = ImageCms.createProfile("sRGB")
+    managed = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(cmyk_icc_profile())), srgb,
+                                        outputMode="RGB", flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AecWarning)
+        array, mode = to_array(image)
+        data = codec.encode(image)
+    assert mode == "RGB" and np.array_equal(array, np.asarray(managed))
+    naive = _patch_means(image.convert("RGB"))  # e.g. cyan (0, 255, 255), where the profile gives (87, 224, 249)
+    assert np.abs(_patch_means(Image.fromarray(array)) - naive).max() > 60
+    assert codec.read_header(data).icc_profile == b""  # the pixels are sRGB now
+
+
+def test_a_cmyk_image_without_a_usable_profile_is_converted_naively(tiny_weights):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AecWarning)
+        plain = _cmyk_jpeg()
+        assert np.array_equal(to_array(plain)[0], np.asarray(plain.convert("RGB")))
+    for profile in (icc_profile(), b"not a profile"):
+        image = _cmyk_jpeg(icc_profile=profile)
+        with pytest.warns(AecWarning, match="converted to RGB without it"):
+            assert np.array_equal(to_array(image)[0], np.asarray(image.convert("RGB")))
 
 
 def _png_16_bit_rgb(pixels: np.ndarray, key: tuple[int, int, int]) -> bytes:
