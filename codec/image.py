@@ -7,10 +7,11 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
 * Grayscale stays grayscale: it is coded as RGB with equal channels and
   decoded back to one channel.
 * Palette, CMYK, YCbCr and other colour modes become RGB. A CMYK image with an
-  embedded CMYK profile is converted through it to sRGB by littlecms (the
-  profile's default rendering intent, with black point compensation), so that
-  print-ready files keep their colours; without one, Pillow's naive conversion
-  is used (what the other tools do).
+  embedded CMYK profile is converted through it to sRGB by littlecms, with
+  relative colorimetric intent and black point compensation (Photoshop's
+  defaults for viewing print files), so that print-ready files keep their
+  colours; without a usable one, Pillow's naive conversion is used (with a
+  warning if a profile was there).
 * 16-bit samples are reduced to 8 bits (with a warning); 32-bit integer and
   floating-point samples are refused.
 * Alpha that is fully opaque carries no information and is dropped; any other
@@ -19,12 +20,12 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
 * Of an animated or multi-page image only the first frame is coded (with a warning).
 * The stored pixel values are coded, in whatever colour space they are in, and
   an embedded ICC profile that describes it travels with them in the file
-  (`colour_profile`; for a numpy array the caller passes it), as avifenc and cjxl keep it; decode writes it back into the
-  output image. sRGB profiles are dropped (sRGB is what a profile-less image
-  means, and the profile would cost a few kilobytes in every file); a profile
-  that does not fit the coded image (an RGB one on a gray image),
-  cannot be parsed or exceeds `container.MAX_PROFILE_BYTES` is dropped with a
-  warning.
+  (`colour_profile`; for a numpy array the caller passes it), as avifenc and
+  cjxl keep it; decode writes it back into the output image. sRGB profiles are
+  dropped (sRGB is what a profile-less image means, and the profile would cost
+  a few kilobytes in every file); a profile that does not fit the coded image
+  (an RGB one on a gray image), cannot be parsed or exceeds
+  `container.MAX_PROFILE_BYTES` is dropped with a warning.
 * The size is checked against the format's limits from the file's header,
   before its pixels are decoded.
 """
@@ -228,13 +229,16 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
 
 def _cmyk_to_srgb(image: Image.Image) -> np.ndarray:
     """CMYK pixels as sRGB: through the image's CMYK profile by littlecms if it has a usable
-    one, else by Pillow's naive conversion (with a warning if a profile was there but unusable)."""
+    one, else by Pillow's naive conversion (with a warning if a profile was there but unusable).
+    The profile is only used here, never stored, so `container.MAX_PROFILE_BYTES` does not apply."""
+    from PIL import features
+
     icc = image.info.get("icc_profile")
     if not icc:
         return np.asarray(image.convert("RGB"))
-    described = describe_profile(icc) if len(icc) <= container.MAX_PROFILE_BYTES else None
-    if len(icc) > container.MAX_PROFILE_BYTES:
-        why = f"it is larger than {container.MAX_PROFILE_BYTES} bytes"
+    described = describe_profile(icc)
+    if not features.check("littlecms2"):
+        why = "Pillow was built without littlecms, which reads profiles"
     elif described is None:
         why = "it cannot be read"
     elif described[1] != "CMYK":
@@ -243,9 +247,10 @@ def _cmyk_to_srgb(image: Image.Image) -> np.ndarray:
         from PIL import ImageCms
 
         profile, srgb = ImageCms.ImageCmsProfile(BytesIO(icc)), ImageCms.createProfile("sRGB")
-        flags = ImageCms.Flags.BLACKPOINTCOMPENSATION
+        intent, flags = ImageCms.Intent.RELATIVE_COLORIMETRIC, ImageCms.Flags.BLACKPOINTCOMPENSATION
         try:
-            return np.asarray(ImageCms.profileToProfile(image, profile, srgb, outputMode="RGB", flags=flags))
+            converted = ImageCms.profileToProfile(image, profile, srgb, intent, outputMode="RGB", flags=flags)
+            return np.asarray(converted)
         except ImageCms.PyCMSError as error:
             why = f"littlecms cannot convert through it: {error}"
     _dropped_profile(why, "the CMYK pixels are converted to RGB without it")

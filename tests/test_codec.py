@@ -339,8 +339,9 @@ def test_a_cmyk_image_is_converted_to_srgb_through_its_embedded_profile(tiny_wei
 
     image = _cmyk_jpeg(icc_profile=cmyk_icc_profile())
     srgb = ImageCms.createProfile("sRGB")
-    managed = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(cmyk_icc_profile())), srgb,
-                                        outputMode="RGB", flags=ImageCms.Flags.BLACKPOINTCOMPENSATION)  # fmt: skip
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(cmyk_icc_profile()))
+    intent, flags = ImageCms.Intent.RELATIVE_COLORIMETRIC, ImageCms.Flags.BLACKPOINTCOMPENSATION
+    managed = ImageCms.profileToProfile(image, profile, srgb, intent, outputMode="RGB", flags=flags)
     with warnings.catch_warnings():
         warnings.simplefilter("error", AecWarning)
         array, mode = to_array(image)
@@ -349,6 +350,11 @@ def test_a_cmyk_image_is_converted_to_srgb_through_its_embedded_profile(tiny_wei
     naive = _patch_means(image.convert("RGB"))  # e.g. cyan (0, 255, 255), where the profile gives (87, 224, 249)
     assert np.abs(_patch_means(Image.fromarray(array)) - naive).max() > 60
     assert codec.read_header(data).icc_profile == b""  # the pixels are sRGB now
+    large = image.copy()  # a CMYK profile is only used, never stored: no size limit applies
+    large.info["icc_profile"] = cmyk_icc_profile() + bytes(container.MAX_PROFILE_BYTES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AecWarning)
+        assert np.array_equal(to_array(large)[0], array)
 
 
 def test_a_cmyk_image_without_a_usable_profile_is_converted_naively(tiny_weights):
