@@ -74,6 +74,7 @@ def train_arm(arm: str, steps: int = STEPS, data: str = DATA, runs: Path = RUNS)
 
     common = [f"--arch={ARCH}", f"--N={N}", f"--M={M}", f"--crop={CROP}", f"--batch={BATCH}", f"--lr={LR}"]
     common += [f"--lr_final={LR_FINAL}", f"--warmup={WARMUP}", f"--data={data}", "--threads=1", "--seed=0"]
+    common += ["--gain_lr_scale=1"]  # as measured (results/variable-rate-cost.json), before gains had their own lr
     if arm == "fixed":
         jobs = [(f"lambda{lmbda:g}", [f"--lmbda={lmbda}", f"--steps={steps}"]) for lmbda in LAMBDAS]
     else:

@@ -68,17 +68,20 @@ class GainUnits(nn.Module):
     exponential interpolation), which makes the rate continuous in log λ.
 
     Gains are stored as logarithms, so they stay positive. They start at
-    sqrt(λ / λ_mid): the quantization step that balances rate and squared
-    error scales as λ^(-1/2).
+    sqrt(λ / λ_centre): the quantization step that balances rate and squared
+    error scales as λ^(-1/2). λ_centre is the geometric mean of the levels, or,
+    for a model started from weights trained at one λ, that λ, whose gains are
+    then exactly 1.
     """
 
-    def __init__(self, channels: int, lambdas: tuple[float, ...]) -> None:
+    def __init__(self, channels: int, lambdas: tuple[float, ...], centre: float | None = None) -> None:
         super().__init__()
         if len(lambdas) < 2 or any(b <= a for a, b in zip(lambdas, lambdas[1:])) or lambdas[0] <= 0:
             raise ValueError("gain units need at least two increasing positive λ")
         self.register_buffer("lambda_levels", torch.tensor(lambdas, dtype=torch.float64))
         log_lambdas = self.log_lambdas
-        start = (0.5 * (log_lambdas - log_lambdas.mean())).float().view(-1, 1).repeat(1, channels)
+        log_centre = log_lambdas.mean() if centre is None else math.log(centre)
+        start = (0.5 * (log_lambdas - log_centre)).float().view(-1, 1).repeat(1, channels)
         self.log_gain = nn.Parameter(start.clone())
         self.log_inverse_gain = nn.Parameter(-start.clone())
 

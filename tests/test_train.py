@@ -234,3 +234,64 @@ def test_a_half_precision_variable_rate_copy_keeps_its_lambda_levels_and_loads_i
         # h_s is stored only as its integer copy: derived back to within its quantization step
         atol = original.abs().max().item() * 2.0**-12 if name.startswith("h_s.") else 1e-7
         torch.testing.assert_close(loaded, original, rtol=1e-3, atol=atol)
+
+
+def test_fixed_rate_weights_start_a_variable_rate_model_with_gain_one_at_their_lambda(tmp_path):
+    from train.train import initialize_from
+
+    torch.manual_seed(0)
+    fixed = ARCHITECTURES["bmshj2018-factorized"](8, 12)
+    card = weights.export(fixed, 0.013, tmp_path, {"training": {}})
+    variable = ARCHITECTURES["bmshj2018-factorized"](8, 12, (0.0018, 0.0067, 0.025, 0.0483))
+    initialize_from(variable, str(card.with_suffix(".safetensors")))
+    assert torch.allclose(variable.gain_units.gain(0.013), torch.ones(1))
+    assert torch.allclose(variable.gain_units.inverse_gain(0.013), torch.ones(1))
+    ratio = variable.gain_units.gain(0.0483) / variable.gain_units.gain(0.0067)
+    assert torch.allclose(ratio, torch.tensor((0.0483 / 0.0067) ** 0.5))  # the λ^(1/2) step rule around it
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(variable.eval()(x, 0.013)["x_hat"], fixed.eval()(x)["x_hat"])
+
+
+def test_gain_units_learn_at_their_own_multiple_of_the_learning_rate(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(synthetic_image(64, 64)).save(data / "0.png")
+    model = ARCHITECTURES["bmshj2018-factorized"](8, 12, (0.004, 0.03))
+    from train.train import optimizers
+
+    optimizer, _ = optimizers(model, 1e-4, 1e-3, gain_lr_scale=20.0)
+    gains, others = optimizer.param_groups
+    assert gains["params"] == [model.gain_units.log_gain, model.gain_units.log_inverse_gain]
+    assert (gains["lr_scale"], others["lr_scale"]) == (20.0, 1.0)
+    main(["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--crop=64", "--batch=1", "--lambdas=0.004,0.03",
+          "--lr=1e-4", "--warmup=1", "--steps=3", "--gain_lr_scale=20", f"--data={data}",
+          f"--out_dir={tmp_path / 'run'}"])  # fmt: skip
+    from train import checkpoint
+
+    meta, _ = checkpoint.read(tmp_path / "run" / "ckpt.safetensors")
+    groups = meta["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([20 * groups[1]["lr"], groups[1]["lr"]])
+
+
+def test_a_checkpoint_saved_with_one_parameter_group_resumes_with_its_optimizer_state(tmp_path):
+    from train import checkpoint
+    from train.train import optimizers
+
+    torch.manual_seed(0)
+    model = ARCHITECTURES["bmshj2018-factorized"](8, 12, (0.004, 0.03))
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    single = torch.optim.Adam(main_params, lr=1e-4)  # how optimizers() grouped them before 0.5.4
+    _, aux = optimizers(model, 1e-4, 1e-3)
+    model(torch.rand(1, 3, 64, 64), 0.004)["x_hat"].mean().backward()
+    single.step()
+    generator = torch.Generator()
+    checkpoint.save(tmp_path / "ckpt.safetensors", model, single, aux, generator, 1, {}, {})
+
+    regrouped, aux = optimizers(model, 1e-4, 1e-3, gain_lr_scale=20.0)
+    step, _, _ = checkpoint.load(tmp_path / "ckpt.safetensors", model, regrouped, aux, generator)
+    assert step == 1 and [g["lr_scale"] for g in regrouped.param_groups] == [20.0, 1.0]
+    stepped = [p for p in main_params if p in single.state]  # those with a gradient
+    assert model.gain_units.log_gain in stepped and len(stepped) > 2
+    for parameter in stepped:
+        assert torch.equal(regrouped.state[parameter]["exp_avg"], single.state[parameter]["exp_avg"])

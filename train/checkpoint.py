@@ -40,7 +40,25 @@ def _load_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict
     for name, value in meta["scalars"].items():
         _, param_id, key = name.split(".", 2)
         state.setdefault(int(param_id), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    groups = meta["param_groups"]
+    if len(groups) != len(optimizer.param_groups):  # saved before gain units had a group of their own
+        groups = _regrouped(groups, optimizer)
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _regrouped(saved: list[dict], optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Saved parameter groups split as `optimizer`'s are, keeping the parameters' order (so their
+    state's indices) and the saved settings; refused if the parameter counts differ."""
+    indices = [i for group in saved for i in group["params"]]
+    if len(indices) != sum(len(group["params"]) for group in optimizer.param_groups):
+        raise ValueError("the checkpoint's optimizer holds another number of parameters than this model")
+    settings = {k: v for k, v in saved[0].items() if k != "params"}
+    regrouped, start = [], 0
+    for group in optimizer.param_groups:
+        count = len(group["params"])
+        regrouped.append({**settings, "lr_scale": group["lr_scale"], "params": indices[start : start + count]})
+        start += count
+    return regrouped
 
 
 def save(

@@ -69,6 +69,7 @@ class Config:
     # a resumed run takes this invocation's flags, not the checkpoint's, and past warm-up restarts at
     # the schedule's point for its step (with lr_by_time: at lr again, a warm restart)
     warmup: int = 500
+    gain_lr_scale: float = 20.0  # gain units learn at this multiple of lr: a fine-tune's small lr barely moves them
     aux_lr: float = 1e-3
     clip: float = 1.0
     threads: int = 0  # torch CPU threads; 0 = torch's default
@@ -127,20 +128,25 @@ def resampled_gains(trained: dict[str, torch.Tensor], model) -> dict[str, torch.
 
 def initialize_from(model, path: str) -> list[str] | None:
     """Load starting weights. A file of the same architecture loads whole (a fixed-rate one into a
-    variable-rate model leaves the gain units fresh; a variable-rate one trained for other λ levels
+    variable-rate model gets fresh gain units centred on its card's λ, where they leave its latent
+    unchanged; a variable-rate one trained for other λ levels
     has its gains resampled to this model's levels, which widens its rate range). From another
     architecture, as named by its card, every top-level module whose tensors all match is taken,
     e.g. g_a, g_s and the entropy bottleneck of a hyperprior for the channel-wise model; returns
     their names."""
     initial = with_float_copies(load_file(path))  # exports from 0.5.3 on store h_s only as integers
     card_path = Path(path).with_suffix(".json")
-    source = json.loads(card_path.read_text()).get("model") if card_path.is_file() else None
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    source, source_lambda = card.get("model"), card.get("lambda")
     own = model.state_dict()
     if source in (None, model.name):
         fresh_gains = {k: v for k, v in own.items() if k.startswith("gain_units.")}
         if model.gain_units is not None and "gain_units.lambda_levels" in initial:
             trained_gains = {k: initial.pop(k) for k in list(initial) if k.startswith("gain_units.")}
             fresh_gains = resampled_gains(trained_gains, model)
+        elif model.gain_units is not None and source_lambda:  # fixed-rate weights: gain 1 at their λ
+            centred = GainUnits(model.M, model.lambdas, centre=source_lambda).state_dict()
+            fresh_gains = {f"gain_units.{k}": v for k, v in centred.items()}
         model.load_weights({**fresh_gains, **initial})
         return None
     taken: dict[str, torch.Tensor] = {}
@@ -196,12 +202,23 @@ def rate_distortion(model, x: torch.Tensor, lmbda: float, distortion: str = "mse
     return {"loss": loss, "bpp": bpp, "mse": mse}
 
 
-def optimizers(model: torch.nn.Module, lr: float, aux_lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def optimizers(
+    model: torch.nn.Module, lr: float, aux_lr: float, gain_lr_scale: float = 1.0
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam for the rate–distortion loss, and a separate Adam (its own learning rate) for the
-    entropy bottleneck's `quantiles`, which only the auxiliary quantile loss trains."""
+    entropy bottleneck's `quantiles`, which only the auxiliary quantile loss trains.
+
+    In the first, gain units are a parameter group of their own whose learning rate is
+    `gain_lr_scale` times the others' (each group's `lr_scale`): Adam moves a log-gain by about
+    the learning rate per step, so at a fine-tune's 1e-5..1e-4 the gains of a model started from
+    fixed-rate weights would hardly leave their initial λ^(1/2) rule. The gains come first in
+    `named_parameters`, so the parameters keep the order of checkpoints with a single group."""
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
-    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
-    return torch.optim.Adam(main_params, lr=lr), torch.optim.Adam(aux_params, lr=aux_lr)
+    gains = [p for n, p in model.named_parameters() if n.startswith("gain_units.")]
+    others = [p for n, p in model.named_parameters() if not n.endswith("quantiles") and not n.startswith("gain_units.")]
+    groups = [{"params": gains, "lr_scale": gain_lr_scale}] if gains else []
+    groups.append({"params": others, "lr_scale": 1.0})
+    return torch.optim.Adam(groups, lr=lr), torch.optim.Adam(aux_params, lr=aux_lr)
 
 
 def optimization_step(
@@ -271,7 +288,7 @@ def main(argv: list[str]) -> None:
 
     levels = tuple(float(v) for v in config.lambdas.split(",")) if config.lambdas else ()
     model = ARCHITECTURES[config.arch](config.N, config.M, levels).to(config.device)
-    optimizer, aux_optimizer = optimizers(model, config.lr, config.aux_lr)
+    optimizer, aux_optimizer = optimizers(model, config.lr, config.aux_lr, config.gain_lr_scale)
     dataset = ImageFolder([Path(p) for p in config.data.split(",")], config.crop, config.seed)
     print(f"train: {len(dataset)} images ({dataset.skipped} smaller than {config.crop}² skipped)", file=sys.stderr)
 
@@ -313,7 +330,7 @@ def main(argv: list[str]) -> None:
                 time_fraction = (time.time() - decay_started) / max(decay_seconds, 1e-9)
             lr = learning_rate(config, step, time_fraction)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints before 0.5.4 have none
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format)
             lmbda = config.lmbda
