@@ -272,6 +272,11 @@ def test_gain_units_learn_at_their_own_multiple_of_the_learning_rate(tmp_path):
     meta, _ = checkpoint.read(tmp_path / "run" / "ckpt.safetensors")
     groups = meta["optimizer"]["param_groups"]
     assert [g["lr"] for g in groups] == pytest.approx([20 * groups[1]["lr"], groups[1]["lr"]])
+    main(["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--crop=64", "--batch=1", "--lambdas=0.004,0.03",
+          "--lr=1e-4", "--warmup=1", "--steps=4", "--gain_lr_scale=5", f"--data={data}",
+          f"--out_dir={tmp_path / 'run'}"])  # fmt: skip
+    groups = checkpoint.read(tmp_path / "run" / "ckpt.safetensors")[0]["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([5 * groups[1]["lr"], groups[1]["lr"]])  # a resume's flag
 
 
 def test_a_checkpoint_saved_with_one_parameter_group_resumes_with_its_optimizer_state(tmp_path):

@@ -295,6 +295,8 @@ def main(argv: list[str]) -> None:
     step, extra = 0, {"seconds": 0.0, "images_seen": 0, "init": describe_init(config.init)}
     if ckpt_path.exists():
         step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator)
+        if model.gain_units is not None:  # this invocation's flag, not the checkpoint's (optimizers(): group 0)
+            optimizer.param_groups[0]["lr_scale"] = config.gain_lr_scale
         print(f"train: resumed from {ckpt_path} at step {step}", file=sys.stderr)
     elif config.init:
         partial = initialize_from(model, config.init)
