@@ -152,7 +152,7 @@ def describe_profile(icc: bytes) -> tuple[str, str] | None:
 
 
 def profile_problem(icc: bytes, mode: str) -> str | None:
-    """Why the ICC profile `icc` cannot describe pixels of `mode` ('L' or 'RGB'), or None if it can."""
+    """Why the ICC profile `icc` cannot describe pixels of `mode` ('L', 'RGB' or 'CMYK'), or None if it can."""
     from PIL import features
 
     if not features.check("littlecms2"):
@@ -161,10 +161,10 @@ def profile_problem(icc: bytes, mode: str) -> str | None:
     if described is None:
         return "it cannot be read"
     description, space = described
-    kinds = {"GRAY": "gray", "RGB": "RGB"}
-    if space != ("GRAY" if mode == GRAY else "RGB"):
-        coded = "gray" if mode == GRAY else "RGB"
-        return f"{description!r} is a profile for {kinds.get(space, space)} images, and these are {coded}"
+    spaces = {GRAY: "GRAY", RGB: "RGB", "CMYK": "CMYK"}
+    kinds = {"GRAY": "gray", "RGB": "RGB", "CMYK": "CMYK"}
+    if space != spaces[mode]:
+        return f"{description!r} is a profile for {kinds.get(space, space)} images, and these are {kinds[spaces[mode]]}"
     return None
 
 
@@ -231,19 +231,11 @@ def _cmyk_to_srgb(image: Image.Image) -> np.ndarray:
     """CMYK pixels as sRGB: through the image's CMYK profile by littlecms if it has a usable
     one, else by Pillow's naive conversion (with a warning if a profile was there but unusable).
     The profile is only used here, never stored, so `container.MAX_PROFILE_BYTES` does not apply."""
-    from PIL import features
-
     icc = image.info.get("icc_profile")
     if not icc:
         return np.asarray(image.convert("RGB"))
-    described = describe_profile(icc)
-    if not features.check("littlecms2"):
-        why = "Pillow was built without littlecms, which reads profiles"
-    elif described is None:
-        why = "it cannot be read"
-    elif described[1] != "CMYK":
-        why = f"{described[0]!r} is not a CMYK profile"
-    else:
+    why = profile_problem(icc, "CMYK")
+    if why is None:
         from PIL import ImageCms
 
         profile, srgb = ImageCms.ImageCmsProfile(BytesIO(icc)), ImageCms.createProfile("sRGB")

@@ -43,7 +43,10 @@ def _load_optimizer(prefix: str, optimizer: torch.optim.Optimizer, tensors: dict
     groups = meta["param_groups"]
     if len(groups) != len(optimizer.param_groups):  # saved before gain units had a group of their own
         groups = _regrouped(groups, optimizer)
+    scales = [{k: v for k, v in group.items() if k == "lr_scale"} for group in optimizer.param_groups]
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    for group, scale in zip(optimizer.param_groups, scales):  # this invocation's, as its other flags
+        group.update(scale)
 
 
 def _regrouped(saved: list[dict], optimizer: torch.optim.Optimizer) -> list[dict]:
@@ -56,7 +59,7 @@ def _regrouped(saved: list[dict], optimizer: torch.optim.Optimizer) -> list[dict
     regrouped, start = [], 0
     for group in optimizer.param_groups:
         count = len(group["params"])
-        regrouped.append({**settings, "lr_scale": group["lr_scale"], "params": indices[start : start + count]})
+        regrouped.append({**settings, "params": indices[start : start + count]})
         start += count
     return regrouped
 

@@ -295,8 +295,6 @@ def main(argv: list[str]) -> None:
     step, extra = 0, {"seconds": 0.0, "images_seen": 0, "init": describe_init(config.init)}
     if ckpt_path.exists():
         step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator)
-        if model.gain_units is not None:  # this invocation's flag, not the checkpoint's (optimizers(): group 0)
-            optimizer.param_groups[0]["lr_scale"] = config.gain_lr_scale
         print(f"train: resumed from {ckpt_path} at step {step}", file=sys.stderr)
     elif config.init:
         partial = initialize_from(model, config.init)
@@ -332,7 +330,7 @@ def main(argv: list[str]) -> None:
                 time_fraction = (time.time() - decay_started) / max(decay_seconds, 1e-9)
             lr = learning_rate(config, step, time_fraction)
             for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)  # checkpoints before 0.5.4 have none
+                group["lr"] = lr * group["lr_scale"]
             x = dataset.batch(config.batch).to(config.device, non_blocking=True)
             x = x.contiguous(memory_format=memory_format)
             lmbda = config.lmbda
