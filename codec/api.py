@@ -31,16 +31,17 @@ as tfci's --target_bpp does, and over the rate points otherwise.
 from __future__ import annotations
 
 import math
-import warnings
+from collections.abc import Collection
 
 import numpy as np
 from PIL import Image
 
-from codec import container, refine, tiling, weights
+from codec import container, metadata, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
-from codec.errors import AecWarning, FormatError, WeightsError
-from codec.image import GRAY, ImageLike, check_size, colour_profile, pad, profile_problem, to_array, to_image
+from codec.errors import FormatError, WeightsError
+from codec.image import GRAY, ImageLike, check_size, pad, to_array, to_image
+from codec.metadata import Metadata
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
 
@@ -87,22 +88,26 @@ def encode(
     tile: int = tiling.TILE,
     refine_steps: int = 0,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
+    strip: Collection[str] = (),
 ) -> bytes:
     """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes.
 
     `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
     `refine_steps`: optimization steps spent on this image's latent (0: none).
-    `icc_profile`: the colour profile of a numpy array's pixels, stored in the file unless it is
-    sRGB (a PIL image's own embedded profile is used; passing one with it is an error).
+    `icc_profile`, `exif`, `xmp`: the colour profile and metadata of a numpy array's pixels,
+    stored in the file (codec/metadata.py; an sRGB profile is not). A PIL image's own are used,
+    and passing them with one is an error. `strip` names kinds not to keep: 'icc', 'exif', 'xmp'.
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
     array, mode = _checked_array(image)
-    profile = colour_profile(image, mode, icc_profile)
+    kept = metadata.collect(image, mode, icc_profile, exif, xmp, strip)
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
     rate = point.rate_for(lambda_for_quality(quality))
-    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps, profile)
+    return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps, kept)
 
 
 def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
@@ -121,10 +126,10 @@ def encode_with(
     device: str = "cpu",
     tile: int = tiling.TILE,
     refine_steps: int = 0,
-    icc_profile: bytes = b"",
+    kept: Metadata = metadata.NONE,
 ) -> bytes:
     """The data path of `encode` for a model in hand (e.g. one being trained) and a uint8 RGB array;
-    `icc_profile`: the colour profile of its pixels, stored in the file (b"": sRGB)."""
+    `kept`: the colour profile and metadata stored in the file with its pixels."""
     height, width = array.shape[:2]
     padded = pad(array, PAD_MULTIPLE)
     refine.check(refine_steps, *padded.shape[:2])
@@ -140,7 +145,9 @@ def encode_with(
         height=height,
         width=width,
         latent_shapes=tuple(shapes[name] for name in net.stream_names),
-        icc_profile=icc_profile,
+        icc_profile=kept.icc_profile,
+        exif=kept.exif,
+        xmp=kept.xmp,
     )
     data = container.pack(header, net.compress_latent(y, coder))
     if refine_steps:  # keep the refined file only if its real loss is lower
@@ -192,16 +199,14 @@ def rate_point_of(header: Header) -> weights.RatePoint:
 
 def decode(data: bytes, device: str = "cpu", tile: int = tiling.TILE) -> Image.Image:
     """Decompress .aec bytes into a PIL image (mode 'RGB' or 'L', as encoded), with the file's ICC
-    profile, if any, in ``info["icc_profile"]``. Pillow writes that into PNG and TIFF files by
-    itself; for JPEG and WebP pass ``icc_profile=image.info.get("icc_profile")`` to ``save``."""
+    profile, EXIF and XMP, if any, in ``info["icc_profile"]``, ``info["exif"]`` and ``info["xmp"]``
+    (as Pillow reads them from a JPEG). Pillow writes the profile into PNG and TIFF files by
+    itself; pass the others to ``save`` (the CLI's decode does, for each format that holds them)."""
     header, streams = container.unpack(data)
     net = weights.load(rate_point_of(header), device)
     image = to_image(decode_with(net, header, streams, tile), header.mode)
-    problem = profile_problem(header.icc_profile, header.mode) if header.icc_profile else None
-    if problem:
-        warnings.warn(f"the file's ICC profile is not used ({problem})", AecWarning, stacklevel=2)
-    elif header.icc_profile:
-        image.info["icc_profile"] = header.icc_profile
+    stored = Metadata(header.icc_profile, header.exif, header.xmp)
+    image.info.update(metadata.image_info(metadata.usable(stored, header.mode)))
     return image
 
 
@@ -232,21 +237,25 @@ def encode_to_target(
     steps: int = 10,
     refine_steps: int = 0,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
+    strip: Collection[str] = (),
 ) -> tuple[bytes, float, float]:
     """The file closest to a target: at most `target_bpp`, or at least `target_psnr` dB, at the
     fewest bits. Returns (file bytes, its bpp, its PSNR). If no rate meets the target, the nearest
-    end of the range is returned (the caller can compare). `icc_profile` as for `encode`."""
+    end of the range is returned (the caller can compare). bpp counts the whole file, metadata
+    included. `icc_profile`, `exif`, `xmp` and `strip` as for `encode`."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
     array, mode = _checked_array(image)
-    profile = colour_profile(image, mode, icc_profile)
+    kept = metadata.collect(image, mode, icc_profile, exif, xmp, strip)
     point = select_rate_point(model, DEFAULT_QUALITY)
     height, width = array.shape[:2]
 
     def trial(point: weights.RatePoint, rate: float) -> tuple[bytes, float, float, bool]:
         net = weights.load(point, device)
         data = encode_with(
-            net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps, icc_profile=profile
+            net, array, mode, point.fingerprint, rate, coder, device, refine_steps=refine_steps, kept=kept
         )
         header, streams = container.unpack(data)
         bpp = len(data) * 8 / (height * width)

@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from codec import __version__, api, container, refine, weights
 from codec.entropy import CODERS
@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
         "at a lower rate-distortion cost, for much slower encoding; with a target, every trial is refined "
         "(default 0: off; the benchmark uses 40)",
     )
+    for kind, what in (("icc", "ICC profile"), ("exif", "EXIF"), ("xmp", "XMP")):
+        choice.add_argument(
+            f"--ignore-{kind}",
+            dest="strip",
+            action="append_const",
+            const=kind,
+            default=[],
+            help=f"do not keep the input's {what} (kept by default, as avifenc does)",
+        )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("encode", parents=[common, output, choice], help="compress an image into an .aec file")
@@ -238,7 +247,13 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
 def _encode_at_quality(image: Image.Image, args: argparse.Namespace) -> bytes:
     """`image` coded with the -q, --model, --coder, --device and --refine options."""
     return api.encode(
-        image, quality=args.quality, model=args.model, coder=args.coder, device=args.device, refine_steps=args.refine
+        image,
+        quality=args.quality,
+        model=args.model,
+        coder=args.coder,
+        device=args.device,
+        refine_steps=args.refine,
+        strip=args.strip,
     )
 
 
@@ -256,6 +271,7 @@ def run_encode(args: argparse.Namespace) -> None:
             coder=args.coder,
             device=args.device,
             refine_steps=args.refine,
+            strip=args.strip,
         )
         if args.target_bpp is not None and bpp > args.target_bpp:
             warnings.warn(
@@ -307,7 +323,67 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
     ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
 }
 
-PROFILE_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "JPEG"})  # those that store an ICC profile
+METADATA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "JPEG"})  # those that hold an ICC profile, EXIF and XMP
+METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}  # image.info keys, as Pillow names them
+JPEG_SEGMENT_LIMITS = {"exif": 65533, "xmp": 65533 - 29}  # one APP1 marker segment each (Pillow writes no extended XMP)
+
+
+def _saved(image: Image.Image, image_format: str, options: dict) -> bytes:
+    """The bytes of `image` saved as `image_format`, with the ICC profile, EXIF and XMP in its info
+    where the format holds them. Should Pillow fail to write those (TIFF re-parses EXIF, which a
+    crafted file can make fail), the image is written without them, with a warning."""
+    stored = {key: image.info.pop(key) for key in METADATA_NAMES if image.info.get(key)}
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=image_format, **options, **_metadata_options(stored, image_format, image.mode))
+    except Exception as error:  # noqa: BLE001 — from Pillow's metadata writers: retried without them
+        if not stored:
+            raise
+        buffer = io.BytesIO()
+        image.save(buffer, format=image_format, **options)
+        names = " and ".join(METADATA_NAMES[key] for key in stored)
+        warnings.warn(
+            f"the file's metadata ({names}) is not written: Pillow failed on it ({error})", AecWarning, stacklevel=3
+        )
+    return buffer.getvalue()
+
+
+def _metadata_options(stored: dict[str, bytes], image_format: str, mode: str) -> dict:
+    """Pillow save options that write `stored` (image.info's "icc_profile", "exif", "xmp") into a
+    file of `image_format` with pixels of `mode`; a warning names each one the format cannot hold."""
+    keep = ", ".join(sorted(METADATA_FORMATS)).lower()
+    if stored and image_format not in METADATA_FORMATS:
+        names = [METADATA_NAMES[key] for key in stored]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        warnings.warn(
+            f"the file's {listed} {'is' if len(names) == 1 else 'are'} not written: {image_format} cannot hold "
+            f"{'one' if len(names) == 1 else 'them'} (use {keep})",
+            AecWarning,
+            stacklevel=3,
+        )
+        return {}
+    options = {}
+    for key, value in stored.items():
+        if key == "icc_profile" and image_format == "WEBP" and mode == "L":  # WebP stores gray as RGB
+            why = f"the file's gray ICC profile is not written: WebP holds no gray images (use {keep})"
+        elif image_format == "JPEG" and len(value) > JPEG_SEGMENT_LIMITS.get(key, len(value)):
+            why = f"the file's {METADATA_NAMES[key]} is not written: it is larger than one JPEG marker segment holds"
+        else:
+            options[key] = value
+            continue
+        warnings.warn(why, AecWarning, stacklevel=3)
+    if "xmp" in options and image_format == "PNG":  # an iTXt chunk, where Adobe and Pillow read it
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_itxt("XML:com.adobe.xmp", options.pop("xmp").decode("utf-8"))
+        options["pnginfo"] = chunks
+    if image_format == "TIFF" and ("exif" in options or "xmp" in options):  # both become the TIFF's own tags
+        tags = Image.Exif()
+        if "exif" in options:
+            tags.load(options.pop("exif"))
+        if "xmp" in options:
+            tags[700] = options.pop("xmp")  # XMLPacket
+        options["exif"] = tags
+    return options
 
 
 def _output_format(path: str) -> tuple[str, dict]:
@@ -333,25 +409,7 @@ def run_decode(args: argparse.Namespace) -> None:
     image = api.decode(data, device=args.device)
     if image_format == "QOI":  # QOI stores RGB(A) only
         image = image.convert("RGB")
-    profile = image.info.pop("icc_profile", None)
-    keep = ", ".join(sorted(PROFILE_FORMATS)).lower()
-    if profile and image_format == "WEBP" and image.mode == "L":  # WebP stores gray pixels as RGB
-        warnings.warn(
-            f"the file's gray ICC profile is not written: WebP holds no gray images (use {keep})",
-            AecWarning,
-            stacklevel=2,
-        )
-    elif profile and image_format in PROFILE_FORMATS:
-        options = {**options, "icc_profile": profile}
-    elif profile:
-        warnings.warn(
-            f"the file's ICC profile is not written: {image_format} cannot hold one (use {keep})",
-            AecWarning,
-            stacklevel=2,
-        )
-    buffer = io.BytesIO()
-    image.save(buffer, format=image_format, **options)
-    _write_output(args.output, buffer.getvalue(), args.force)
+    _write_output(args.output, _saved(image, image_format, options), args.force)
     if not args.quiet:
         print(f"{args.input} → {args.output}: {image.width}×{image.height} {image.mode}", file=sys.stderr)
 
@@ -377,6 +435,8 @@ def run_info(args: argparse.Namespace) -> None:
         f"colour mode: {'grayscale' if header.mode == 'L' else 'RGB'}",
         f"size: {header.width}×{header.height}",
         f"ICC profile: {_profile_description(header.icc_profile)}",
+        f"EXIF: {f'{len(header.exif)} bytes' if header.exif else 'none'}",
+        f"XMP: {f'{len(header.xmp)} bytes' if header.xmp else 'none'}",
     ]
     for i, (shape, stream) in enumerate(zip(header.latent_shapes, streams)):
         name = names[i] if i < len(names) else str(i)
@@ -410,12 +470,18 @@ def run_eval(args: argparse.Namespace) -> None:
             reference = np.asarray(Image.fromarray(reference).convert("L").convert("RGB"))
         height, width = reference.shape[:2]
         bpp = bits_per_pixel(len(data), height, width)
-        profile = len(api.read_header(data).icc_profile)
-        note = f"  (bytes include a {profile}-byte ICC profile)" if profile else ""
+        note = _metadata_note(api.read_header(data))
         print(
             f"{Path(path).name:<28} {f'{width}×{height}':>11} {len(data):>9} {bpp:>7.4f} "
             f"{psnr(reference, decoded):>8.2f}{note}"
         )
+
+
+def _metadata_note(header: container.Header) -> str:
+    """What of a file's bytes is metadata, for eval's table: '  (bytes include …)' or ''."""
+    blocks = {"ICC profile": header.icc_profile, "EXIF": header.exif, "XMP": header.xmp}
+    held = [f"{len(block)} bytes of {what}" for what, block in blocks.items() if block]
+    return f"  (bytes include {', '.join(held)})" if held else ""
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -6,8 +6,8 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     offset    size  field
     0         4     magic: 89 41 45 43 ("\\x89AEC")
     4         1     format version: 2 (1 is read too; see below)
-    5         1     flags: bit 0 = an ICC profile follows the stream table; other bits
-                    reserved (set: an error)
+    5         1     flags: bit 0 = an ICC profile follows the stream table, bit 1 = EXIF,
+                    bit 2 = XMP (in that order); other bits reserved (set: an error)
     6         1     L: length of the model name, 1..64
     7         L     model name, printable ASCII without spaces (e.g. "bmshj2018-hyperprior")
     7+L       8     weights fingerprint: first 8 bytes of the SHA-256 of the weights file
@@ -20,6 +20,10 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     30+L      10·S  per stream: channels u16, rows u16, columns u16, byte length u32
     30+L+10S  4+P   only if flags bit 0: P u32, 1..MAX_PROFILE_BYTES, then the P bytes
                     of the ICC profile of the coded pixels' colour space
+    …         4+E   only if flags bit 1: E u32, 1..MAX_METADATA_BYTES, then E bytes of
+                    EXIF (TIFF-structured: "II*\0" or "MM\0*" first; Orientation 1)
+    …         4+X   only if flags bit 2: X u32, 1..MAX_METADATA_BYTES, then X bytes of
+                    XMP (a UTF-8 packet)
     …         Σ     the S streams' bytes, back to back, in the order above
     end-4     4     CRC-32 (zlib) of every byte before it
 
@@ -32,7 +36,7 @@ Flags. Bit 0 (aecodec 0.5.3 on, version 2 files only) marks a file that carries
 an ICC profile. A file without one is byte for byte what earlier versions
 wrote; a file with one is refused by readers that predate the flag ("unknown
 header flags"), as the reserved byte intends, rather than shown in the wrong
-colours.
+colours. Bits 1 and 2 (aecodec 0.6.0 on) do the same for EXIF and XMP.
 
 The file is exactly that long: trailing bytes are an error. `unpack` checks the
 structure and the CRC before it returns anything; the codec then checks that
@@ -57,14 +61,21 @@ MAX_PIXELS = 1 << 26
 MAX_STREAMS = 8
 MAX_FILE_BYTES = 1 << 30  # readers refuse larger inputs before parsing
 MAX_PROFILE_BYTES = 1 << 20  # an ICC profile; matrix profiles take about 0.5 kB, LUT ones up to a few 100 kB
-FLAG_PROFILE = 0x01
+MAX_METADATA_BYTES = 1 << 20  # EXIF or XMP; a camera's EXIF with its thumbnail takes a few 10 kB
+FLAG_PROFILE, FLAG_EXIF, FLAG_XMP = 0x01, 0x02, 0x04
+# The optional blocks after the stream table, in file order: (flag, length cap, name), as Header's last fields.
+BLOCKS = (
+    (FLAG_PROFILE, MAX_PROFILE_BYTES, "ICC profile"),
+    (FLAG_EXIF, MAX_METADATA_BYTES, "EXIF"),
+    (FLAG_XMP, MAX_METADATA_BYTES, "XMP"),
+)
 CODER_IDS = {"range": 0, "ans": 1}
 MODE_IDS = {"L": 1, "RGB": 3}
 
 _FIXED_AFTER_NAME = struct.Struct("<8sfBBIIB")  # fingerprint … stream count
 _STREAM = struct.Struct("<HHHI")
 _CRC = struct.Struct("<I")
-_PROFILE_LENGTH = struct.Struct("<I")
+_LENGTH = struct.Struct("<I")  # of the ICC profile, EXIF and XMP blocks
 
 
 @dataclass(frozen=True)
@@ -81,11 +92,17 @@ class Header:
     latent_shapes: tuple[tuple[int, int, int], ...]
     version: int = VERSION
     icc_profile: bytes = b""  # the ICC profile of the coded pixels (empty: none, i.e. sRGB)
+    exif: bytes = b""  # TIFF-structured EXIF (empty: none)
+    xmp: bytes = b""  # XMP packet (empty: none)
 
     @property
     def streams_terminated(self) -> bool:
         """Whether each stream ends with the entropy coder's end marker (version ≥ 2)."""
         return self.version >= 2
+
+
+def _blocks(header: Header) -> dict[tuple[int, int, str], bytes]:
+    return dict(zip(BLOCKS, (header.icc_profile, header.exif, header.xmp)))
 
 
 def pack(header: Header, streams: list[bytes]) -> bytes:
@@ -95,9 +112,11 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
         raise ValueError("invalid header")
     if header.version not in READABLE_VERSIONS:
         raise ValueError(f"cannot write format version {header.version}")
-    if len(header.icc_profile) > MAX_PROFILE_BYTES or (header.icc_profile and header.version < 2):
-        raise ValueError("ICC profile too large, or in a version 1 file")
-    flags = FLAG_PROFILE if header.icc_profile else 0
+    blocks = _blocks(header)
+    for (_, limit, what), block in blocks.items():
+        if len(block) > limit or (block and header.version < 2):
+            raise ValueError(f"{what} too large, or in a version 1 file")
+    flags = sum(flag for (flag, _, _), block in blocks.items() if block)
     parts = [MAGIC, bytes([header.version, flags, len(name)]), name]
     parts.append(
         _FIXED_AFTER_NAME.pack(
@@ -112,8 +131,9 @@ def pack(header: Header, streams: list[bytes]) -> bytes:
     )
     for shape, stream in zip(header.latent_shapes, streams):
         parts.append(_STREAM.pack(*shape, len(stream)))
-    if header.icc_profile:
-        parts += [_PROFILE_LENGTH.pack(len(header.icc_profile)), header.icc_profile]
+    for block in blocks.values():
+        if block:
+            parts += [_LENGTH.pack(len(block)), block]
     parts.extend(streams)
     body = b"".join(parts)
     return body + _CRC.pack(zlib.crc32(body))
@@ -130,7 +150,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
             f"unsupported .aec format version {version} (this aecodec reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))})"
         )
-    if flags & ~FLAG_PROFILE or (flags and version < 2):
+    if flags & ~(FLAG_PROFILE | FLAG_EXIF | FLAG_XMP) or (flags and version < 2):
         raise FormatError(f"unknown header flags {flags:#04x}")
     if not 1 <= name_length <= MAX_NAME_LENGTH:
         raise FormatError(f"model name length {name_length} out of range 1..{MAX_NAME_LENGTH}")
@@ -157,12 +177,15 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
             raise FormatError("empty latent shape in stream table")
         shapes.append((channels, rows, columns))
         lengths.append(length)
-    icc_profile = b""
-    if flags & FLAG_PROFILE:
-        (profile_length,) = _PROFILE_LENGTH.unpack(reader.take(_PROFILE_LENGTH.size, "ICC profile length"))
-        if not 1 <= profile_length <= MAX_PROFILE_BYTES:
-            raise FormatError(f"ICC profile length {profile_length} out of range 1..{MAX_PROFILE_BYTES}")
-        icc_profile = reader.take(profile_length, "ICC profile")
+    blocks = []
+    for flag, limit, what in BLOCKS:
+        if not flags & flag:
+            blocks.append(b"")
+            continue
+        (length,) = _LENGTH.unpack(reader.take(_LENGTH.size, f"{what} length"))
+        if not 1 <= length <= limit:
+            raise FormatError(f"{what} length {length} out of range 1..{limit}")
+        blocks.append(reader.take(length, what))
     if sum(lengths) + _CRC.size != reader.remaining:
         if sum(lengths) + _CRC.size > reader.remaining:
             raise FormatError("file is truncated (stream lengths exceed the file size)")
@@ -172,7 +195,7 @@ def unpack(data: bytes) -> tuple[Header, list[bytes]]:
     if zlib.crc32(data[: -_CRC.size]) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
     header = Header(
-        name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes), version, icc_profile
+        name.decode("ascii"), fingerprint, rate, coder, mode, height, width, tuple(shapes), version, *blocks
     )
     return header, streams
 

@@ -28,6 +28,7 @@ Conventions (those of cjpeg/cwebp/avifenc where they apply):
   `container.MAX_PROFILE_BYTES` is dropped with a warning.
 * The size is checked against the format's limits from the file's header,
   before its pixels are decoded.
+* EXIF and XMP are not pixels: codec/metadata.py keeps them.
 """
 
 from __future__ import annotations

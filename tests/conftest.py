@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)
@@ -120,3 +121,29 @@ def cmyk_icc_profile(description: str = "Test CMYK inks") -> bytes:
     ramp = struct.pack(">2H", 0, 65535)  # identity input and output curves, 2 entries each
     lut = b"mft2" + bytes(4) + bytes([4, 3, 2, 0]) + _fixed(1, 0, 0, 0, 1, 0, 0, 0, 1) + struct.pack(">HH", 2, 2)
     return _icc(b"prtr", b"CMYK", description, [(b"A2B0", lut + ramp * 4 + table + ramp * 3)])
+
+
+XMP = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+    b'tiff:Orientation="6" xmp:Rating="4"/></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+
+
+def camera_exif(orientation: int = 6, big_endian: bool = True) -> bytes:
+    """TIFF-structured EXIF as a camera writes it: make, model and orientation in the first IFD,
+    the capture time in the EXIF IFD and a GPS IFD (no "Exif\\0\\0" prefix)."""
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Cam", "Model X", orientation
+    exif.get_ifd(0x8769)[0x9003] = "2024:01:02 03:04:05"
+    exif.get_ifd(0x8825)[1] = "N"
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    return data if big_endian else _little_endian(exif)
+
+
+def _little_endian(exif: Image.Exif) -> bytes:
+    exif.endian = "<"
+    data = exif.tobytes().removeprefix(b"Exif\x00\x00")
+    assert data[:2] == b"II"
+    return data

@@ -32,7 +32,7 @@ from PIL import Image
 import codec
 from codec import api, weights
 from codec.errors import AecError
-from tests.conftest import icc_profile
+from tests.conftest import XMP, camera_exif, icc_profile
 
 CASE_SECONDS = 5.0
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -46,7 +46,7 @@ class Outcome:
 
 def make_seeds(models: tuple[str, ...] | None = None) -> list[bytes]:
     """Valid files to mutate: every model with installed weights (or `models`) × both coders, RGB and
-    grayscale, small odd sizes; and one RGB file with an ICC profile."""
+    grayscale, small odd sizes; and one RGB file with an ICC profile, EXIF and XMP."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:72]
     rgb = np.clip(np.stack([xx * 3, yy * 5, (xx + yy) * 2], -1) + rng.normal(0, 6, (40, 72, 3)), 0, 255)
@@ -58,6 +58,7 @@ def make_seeds(models: tuple[str, ...] | None = None) -> list[bytes]:
             seeds.append(codec.encode(rgb[:17, :33, 0], quality=30, model=model, coder=coder))
     profiled = Image.fromarray(rgb)
     profiled.info["icc_profile"] = icc_profile()  # flags bit 0: the profile's length and bytes
+    profiled.info["exif"], profiled.info["xmp"] = camera_exif(), XMP  # bits 1 and 2
     seeds.append(codec.encode(profiled, quality=75, model=(models or (api.DEFAULT_MODEL,))[0]))
     return seeds
 

@@ -1,7 +1,9 @@
 """The aecodec command through subprocess: exit codes, messages, files left behind."""
 
+import dataclasses
 import json
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import codec
 from tests.conftest import synthetic_image
 
 
@@ -187,7 +190,7 @@ def test_decode_writes_the_stored_colour_profile_where_the_format_can_hold_one(
     assert main(["decode", str(aec), str(tmp_path / "out.ppm")]) == 0
     assert "ICC profile is not written: PPM cannot hold one" in capsys.readouterr().err
     assert main(["eval", str(source)]) == 0
-    assert f"(bytes include a {len(profile)}-byte ICC profile)" in capsys.readouterr().out
+    assert f"(bytes include {len(profile)} bytes of ICC profile)" in capsys.readouterr().out
 
     gray, gray_aec = tmp_path / "gray-in.png", tmp_path / "gray.aec"
     Image.fromarray(synthetic_image(45, 70)[..., 0]).save(gray, icc_profile=icc_profile("Gray 1.8", gray=True))
@@ -197,6 +200,64 @@ def test_decode_writes_the_stored_colour_profile_where_the_format_can_hold_one(
     assert "icc_profile" not in Image.open(tmp_path / "gray.webp").info
     assert main(["decode", str(gray_aec), str(tmp_path / "gray.png")]) == 0
     assert Image.open(tmp_path / "gray.png").info["icc_profile"] == icc_profile("Gray 1.8", gray=True)
+
+
+def test_exif_and_xmp_are_kept_and_written_where_the_format_can_hold_them(
+    tiny_weights_dir, tmp_path, monkeypatch, capsys
+):
+    from codec.cli import main
+    from tests.conftest import XMP, camera_exif
+    from tests.test_metadata import parsed
+
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tiny_weights_dir))  # in-process
+    source, aec = tmp_path / "camera.jpg", tmp_path / "camera.aec"
+    Image.fromarray(synthetic_image(24, 40)).save(source, exif=b"Exif\0\0" + camera_exif(6), xmp=XMP)
+    assert main(["encode", str(source), str(aec)]) == 0
+    assert main(["info", str(aec)]) == 0
+    out = capsys.readouterr().out
+    exif_bytes = len(camera_exif())
+    assert f"EXIF: {exif_bytes} bytes" in out and f"XMP: {len(XMP)} bytes" in out and "size: 24×40" in out
+    for name in ("out.png", "out.jpg", "out.webp", "out.tif"):
+        assert main(["decode", str(aec), str(tmp_path / name)]) == 0
+        decoded = Image.open(tmp_path / name)
+        tags = decoded.getexif()
+        assert tags[0x0112] == 1 and tags[0x010F] == "Cam", name
+        assert tags.get_ifd(0x8769)[0x9003] == "2024:01:02 03:04:05", name
+        assert decoded.info["xmp"] == XMP.replace(b'Orientation="6"', b'Orientation="1"'), name
+        assert decoded.size == (24, 40)
+    assert main(["decode", str(aec), str(tmp_path / "out.bmp")]) == 0
+    assert "the file's EXIF and XMP are not written: BMP cannot hold them" in capsys.readouterr().err
+    assert main(["eval", str(source)]) == 0
+    assert f"(bytes include {exif_bytes} bytes of EXIF, {len(XMP)} bytes of XMP)" in capsys.readouterr().out
+
+    stripped = tmp_path / "stripped.aec"
+    assert main(["encode", str(source), str(stripped), "--ignore-exif", "--ignore-xmp"]) == 0
+    assert main(["info", str(stripped)]) == 0
+    out = capsys.readouterr().out
+    assert "EXIF: none" in out and "XMP: none" in out and "size: 24×40" in out  # still turned upright
+    assert parsed(camera_exif())[0x0112] == 6
+
+
+def test_decode_writes_the_image_without_metadata_pillow_cannot_write(tiny_weights_dir, tmp_path, monkeypatch, capsys):
+
+    from codec import container
+    from codec.cli import main
+
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tiny_weights_dir))
+    header, streams = container.unpack(codec.encode(synthetic_image(16, 16)))
+    big = b"II*\x00\x08\x00\x00\x00\x00\x00" + bytes(70_000)  # valid, but over a JPEG segment
+    path = tmp_path / "big.aec"
+    path.write_bytes(container.pack(dataclasses.replace(header, exif=big), streams))
+    assert main(["decode", str(path), str(tmp_path / "big.jpg")]) == 0
+    assert "EXIF is not written: it is larger than one JPEG marker segment holds" in capsys.readouterr().err
+    assert "exif" not in Image.open(tmp_path / "big.jpg").info
+    # An orientation given as text, which TIFF's writer cannot re-encode: written without it.
+    bad = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHI4s", 0x0112, 2, 4, b"AAA\x00") + bytes(4)
+    path = tmp_path / "bad.aec"
+    path.write_bytes(container.pack(dataclasses.replace(header, exif=bad), streams))
+    assert main(["decode", str(path), str(tmp_path / "bad.tif")]) == 0
+    assert "EXIF) is not written: Pillow failed on it" in capsys.readouterr().err
+    assert Image.open(tmp_path / "bad.tif").size == (16, 16)
 
 
 def test_a_weights_file_that_does_not_fit_its_model_is_a_one_line_error(tiny_weights_dir, png, tmp_path):

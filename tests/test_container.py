@@ -49,6 +49,55 @@ def test_a_profile_follows_the_stream_table_behind_flag_bit_0():
     assert header.icc_profile == b"ICC!" * 5 and streams == [b"zz", b"yyy"]
 
 
+EXIF, XMP = b"MM\x00*\x00\x00\x00\x08\x00\x00", b"<x:xmpmeta/>"
+FULL = dataclasses.replace(PROFILED, exif=EXIF, xmp=XMP)
+
+
+def test_exif_then_xmp_follow_the_profile_behind_flag_bits_1_and_2():
+    at = 7 + len(HEADER.model) + 43  # end of the stream table
+    data = container.pack(FULL, [b"zz", b"yyy"])
+    assert data[5] == 0b111
+    assert struct.unpack_from("<I", data, at)[0] == 20 and data[at + 4 : at + 24] == b"ICC!" * 5
+    at += 24
+    assert struct.unpack_from("<I", data, at)[0] == len(EXIF) and data[at + 4 : at + 4 + len(EXIF)] == EXIF
+    at += 4 + len(EXIF)
+    assert struct.unpack_from("<I", data, at)[0] == len(XMP) and data[at + 4 : at + 4 + len(XMP)] == XMP
+    assert data[at + 4 + len(XMP) : -4] == b"zzyyy"
+    header, streams = container.unpack(data)
+    assert (header.icc_profile, header.exif, header.xmp, streams) == (b"ICC!" * 5, EXIF, XMP, [b"zz", b"yyy"])
+    for alone, flags in (
+        (dataclasses.replace(HEADER, exif=EXIF), 0b010),
+        (dataclasses.replace(HEADER, xmp=XMP), 0b100),
+    ):
+        data = container.pack(alone, [b"zz", b"yyy"])
+        block = alone.exif or alone.xmp
+        at = 7 + len(HEADER.model) + 43
+        assert data[5] == flags and struct.unpack_from("<I", data, at)[0] == len(block)
+        assert data[at + 4 : at + 4 + len(block)] == block and data[at + 4 + len(block) : -4] == b"zzyyy"
+        header, streams = container.unpack(data)
+        assert (header.icc_profile, header.exif, header.xmp) == (b"", alone.exif, alone.xmp)
+
+
+@pytest.mark.parametrize("block", ["exif", "xmp"])
+@pytest.mark.parametrize(
+    ("length", "message"), [(0, "out of range"), (2**20 + 1, "out of range"), (10**6, "truncated")]
+)
+def test_absurd_exif_and_xmp_lengths_are_named_even_with_a_valid_crc(block, length, message):
+    body = bytearray(container.pack(FULL, [b"zz", b"yyy"])[:-4])
+    at = 7 + len(HEADER.model) + 43 + 24 + (0 if block == "exif" else 4 + len(EXIF))
+    struct.pack_into("<I", body, at, length)
+    with pytest.raises(
+        FormatError, match=f"{block.upper()} length {length} out of range" if length != 10**6 else message
+    ):
+        container.unpack(with_valid_crc(bytes(body)))
+
+
+def test_oversized_metadata_is_refused_when_packing():
+    for field in ("exif", "xmp"):
+        with pytest.raises(ValueError, match="too large"):
+            container.pack(dataclasses.replace(HEADER, **{field: bytes(2**20 + 1)}), [b"zz", b"yyy"])
+
+
 @pytest.mark.parametrize(("length", "message"), [(0, "out of range"), (2**20 + 1, "out of range"), (21, "truncated")])
 def test_absurd_profile_lengths_are_named_even_with_a_valid_crc(length, message):
     body = bytearray(container.pack(PROFILED, [b"zz", b"yyy"])[:-4])
@@ -57,8 +106,9 @@ def test_absurd_profile_lengths_are_named_even_with_a_valid_crc(length, message)
         container.unpack(with_valid_crc(bytes(body)))
 
 
-def test_truncation_and_corruption_of_a_file_with_a_profile_are_format_errors():
-    data = container.pack(PROFILED, [b"zz", b"yyy"])
+@pytest.mark.parametrize("header", [PROFILED, FULL], ids=["profile", "profile-exif-xmp"])
+def test_truncation_and_corruption_of_a_file_with_metadata_are_format_errors(header):
+    data = container.pack(header, [b"zz", b"yyy"])
     for length in range(len(data)):
         with pytest.raises(FormatError):
             container.unpack(data[:length])
@@ -147,7 +197,7 @@ def test_absurd_field_values_are_named_even_with_a_valid_crc(offset, fmt, value,
 
 def test_unknown_version_magic_flags_and_name_are_named():
     data = container.pack(HEADER, [b"zz", b"yyy"])
-    cases = {4: (3, "version 3"), 5: (2, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
+    cases = {4: (3, "version 3"), 5: (8, "flags"), 6: (0, "name length"), 7: (0x01, "printable")}
     for position, (value, message) in cases.items():
         body = bytearray(data[:-4])
         body[position] = value

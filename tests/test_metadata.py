@@ -1,0 +1,131 @@
+"""EXIF and XMP travel with the pixels, turned upright with them; what cannot be kept is dropped."""
+
+import dataclasses
+import io
+import struct
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec import container, metadata
+from codec.errors import AecWarning
+from codec.image import open_image
+from tests.conftest import XMP, camera_exif, synthetic_image
+
+
+def camera_jpeg(height: int = 24, width: int = 40, **options) -> Image.Image:
+    """A JPEG (stored sideways, orientation 6) with EXIF and XMP, as `open_image` reads it."""
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_image(height, width)).save(buffer, "JPEG", quality=95, **options)
+    return open_image(buffer.getvalue())
+
+
+def parsed(exif: bytes) -> Image.Exif:
+    tags = Image.Exif()
+    tags.load(metadata.EXIF_PREFIX + exif)
+    return tags
+
+
+@pytest.mark.parametrize("big_endian", [True, False], ids=["MM", "II"])
+def test_upright_exif_changes_only_the_orientation_value(big_endian):
+    original = camera_exif(6, big_endian)
+    upright = metadata.upright_exif(original)
+    changed = [i for i, (a, b) in enumerate(zip(original, upright)) if a != b]
+    assert len(upright) == len(original) and len(changed) == 1  # 6 → 1 is one byte
+    assert parsed(upright)[metadata.ORIENTATION_TAG] == 1
+    assert {k: v for k, v in parsed(upright).items() if k != metadata.ORIENTATION_TAG} == {
+        k: v for k, v in parsed(original).items() if k != metadata.ORIENTATION_TAG
+    }
+    no_orientation = Image.Exif()
+    no_orientation[0x010F] = "Cam"
+    data = no_orientation.tobytes().removeprefix(metadata.EXIF_PREFIX)
+    assert metadata.upright_exif(data) == data
+
+
+def test_exif_and_xmp_of_a_camera_jpeg_travel_with_the_file_upright_with_the_pixels(tiny_weights):
+    image = camera_jpeg(exif=metadata.EXIF_PREFIX + camera_exif(6), xmp=XMP)
+    data = codec.encode(image)
+    header = codec.read_header(data)
+    assert (header.width, header.height) == (24, 40)  # turned by orientation 6
+    tags = parsed(header.exif)
+    assert tags[metadata.ORIENTATION_TAG] == 1 and tags[0x010F] == "Cam" and tags[0x0110] == "Model X"
+    assert tags.get_ifd(0x8769)[0x9003] == "2024:01:02 03:04:05" and tags.get_ifd(0x8825)[1] == "N"
+    assert header.xmp == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
+    decoded = codec.decode(data)
+    assert decoded.info["exif"] == metadata.EXIF_PREFIX + header.exif and decoded.info["xmp"] == header.xmp
+    assert decoded.getexif()[0x010F] == "Cam"
+    plain = codec.encode(camera_jpeg())
+    assert len(data) == len(plain) + 4 + len(header.exif) + 4 + len(XMP)  # length fields and bytes: no more
+
+
+def test_xmp_orientation_in_element_form_is_set_upright_too():
+    xmp = b"<tiff:Orientation>8</tiff:Orientation><tiff:Orientation> 3</tiff:Orientation>"
+    kept = metadata.collect(np.zeros((4, 4, 3), np.uint8), "RGB", xmp=xmp)
+    assert kept.xmp == b"<tiff:Orientation>1</tiff:Orientation><tiff:Orientation> 1</tiff:Orientation>"
+
+
+def test_strip_drops_each_kind_it_names(tiny_weights):
+    from tests.conftest import icc_profile
+
+    image = camera_jpeg(exif=metadata.EXIF_PREFIX + camera_exif(), xmp=XMP, icc_profile=icc_profile())
+    everything = codec.read_header(codec.encode(image))
+    assert everything.icc_profile and everything.exif and everything.xmp
+    for kind, field in (("icc", "icc_profile"), ("exif", "exif"), ("xmp", "xmp")):
+        header = codec.read_header(codec.encode(image, strip=[kind]))
+        assert getattr(header, field) == b""
+        assert all(getattr(header, other) for other in ("icc_profile", "exif", "xmp") if other != field)
+    nothing = codec.read_header(codec.encode(image, strip=metadata.KINDS))
+    assert (nothing.icc_profile, nothing.exif, nothing.xmp) == (b"", b"", b"")
+    assert (nothing.width, nothing.height) == (24, 40)  # stripping EXIF still turns the pixels upright
+    with pytest.raises(ValueError, match="unknown metadata kinds"):
+        codec.encode(image, strip=["gps"])
+
+
+def test_a_numpy_array_s_exif_and_xmp_are_passed_in(tiny_weights):
+    array = synthetic_image(16, 16)
+    header = codec.read_header(codec.encode(array, exif=metadata.EXIF_PREFIX + camera_exif(3), xmp=XMP))
+    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 1  # set as the decoder will show the pixels
+    assert b'tiff:Orientation="1"' in header.xmp
+    with pytest.raises(ValueError, match="carries its own EXIF and XMP"):
+        codec.encode(Image.fromarray(array), exif=camera_exif())
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "why"),
+    [
+        ("exif", b"not EXIF at all", "not TIFF-structured"),
+        ("exif", camera_exif()[:20], "not TIFF-structured"),  # the first IFD's entries cut off
+        ("exif", b"II*\x00\xff\xff\x00\x00", "not TIFF-structured"),  # IFD offset past the end
+        ("exif", camera_exif() + bytes(container.MAX_METADATA_BYTES), "larger than"),
+        ("xmp", b"<x>\xff\xfe</x>", "not UTF-8"),
+        ("xmp", b" " * (container.MAX_METADATA_BYTES + 1), "larger than"),
+    ],
+)
+def test_metadata_that_cannot_be_kept_is_dropped_with_a_warning(tiny_weights, kind, data, why):
+    with pytest.warns(AecWarning, match=f"{kind.upper()} not kept \\(.*{why}"):
+        header = codec.read_header(codec.encode(synthetic_image(16, 16), **{kind: data}))
+    assert getattr(header, kind) == b""
+
+
+def test_stored_metadata_that_fails_the_checks_is_not_attached_on_decode(tiny_weights):
+    header, streams = container.unpack(codec.encode(synthetic_image(16, 16)))
+    for field, bad in (("exif", b"no TIFF header"), ("xmp", b"\xff\xfe")):
+        crafted = container.pack(dataclasses.replace(header, **{field: bad}), streams)
+        with pytest.warns(AecWarning, match=f"the file's {field.upper()} is not used"):
+            assert field not in codec.decode(crafted).info
+
+
+def test_exif_in_the_first_ifd_is_read_with_its_entry_bounds_checked():
+    exif = camera_exif()
+    order, offset, count = metadata._first_ifd(exif)
+    assert order == ">" and offset == 8 and count == struct.unpack_from(">H", exif, 8)[0] == 5
+    assert metadata._first_ifd(exif[: offset + 2 + 12 * count]) is not None
+    assert metadata._first_ifd(exif[: offset + 2 + 12 * count - 1]) is None
+
+
+def test_an_orientation_stored_as_a_long_is_set_upright_too():
+    exif = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", metadata.ORIENTATION_TAG, 4, 1, 6) + bytes(4)
+    assert parsed(exif)[metadata.ORIENTATION_TAG] == 6
+    assert parsed(metadata.upright_exif(exif))[metadata.ORIENTATION_TAG] == 1
