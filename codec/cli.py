@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from codec import __version__, api, container, refine, weights
+from codec import __version__, api, container, metadata, refine, weights
 from codec.entropy import CODERS
 from codec.errors import AecError, AecWarning, UnsupportedImageError
 from codec.image import describe_profile, open_image, to_array
@@ -274,8 +274,10 @@ def run_encode(args: argparse.Namespace) -> None:
             strip=args.strip,
         )
         if args.target_bpp is not None and bpp > args.target_bpp:
+            note = _metadata_note(api.read_header(data)).strip()
             warnings.warn(
-                f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp",
+                f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp"
+                + (f" {note}; --ignore-exif and --ignore-xmp leave metadata out" if note else ""),
                 AecWarning,
                 stacklevel=2,
             )
@@ -324,54 +326,82 @@ OUTPUT_FORMATS: dict[str, tuple[str, dict]] = {
 }
 
 METADATA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "JPEG"})  # those that hold an ICC profile, EXIF and XMP
-METADATA_NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}  # image.info keys, as Pillow names them
 JPEG_SEGMENT_LIMITS = {"exif": 65533, "xmp": 65533 - 29}  # one APP1 marker segment each (Pillow writes no extended XMP)
+# Tags of a TIFF's first IFD that describe its own pixel layout and colour (baseline TIFF 6.0 and
+# the ICC profile): EXIF from a camera may carry some (ImageWidth, ImageLength, ...) for its JPEG,
+# and merged into the TIFF that decode writes they would corrupt it.
+TIFF_LAYOUT_TAGS = frozenset(
+    {254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284, 290, 291}
+    | {292, 293, 317, 318, 319, 320, 321, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347}
+    | set(range(512, 522))
+    | {529, 530, 531, 532, 34675}
+)
 
 
-def _saved(image: Image.Image, image_format: str, options: dict) -> bytes:
+def _saved(image: Image.Image, image_format: str, options: dict[str, object]) -> bytes:
     """The bytes of `image` saved as `image_format`, with the ICC profile, EXIF and XMP in its info
     where the format holds them. Should Pillow fail to write those (TIFF re-parses EXIF, which a
-    crafted file can make fail), the image is written without them, with a warning."""
-    stored = {key: image.info.pop(key) for key in METADATA_NAMES if image.info.get(key)}
-    buffer = io.BytesIO()
+    crafted file can make fail), the image is written without EXIF and XMP, else without any
+    metadata, with a warning."""
+    stored = {key: image.info.pop(key) for key in metadata.NAMES if image.info.get(key)}
     try:
-        image.save(buffer, format=image_format, **options, **_metadata_options(stored, image_format, image.mode))
+        return _encoded(image, image_format, options, stored)
     except Exception as error:  # noqa: BLE001 — from Pillow's metadata writers: retried without them
         if not stored:
             raise
-        buffer = io.BytesIO()
-        image.save(buffer, format=image_format, **options)
-        names = " and ".join(METADATA_NAMES[key] for key in stored)
+        failure = error
+    profile_only = {key: value for key, value in stored.items() if key == "icc_profile"}
+    for kept in [profile_only, {}] if profile_only and profile_only != stored else [{}]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AecWarning)  # said on the first attempt
+                data = _encoded(image, image_format, options, kept)
+        except Exception:  # noqa: BLE001
+            if not kept:
+                raise
+            continue
+        left_out = [metadata.NAMES[key] for key in stored if key not in kept]
+        one = len(left_out) == 1
         warnings.warn(
-            f"the file's metadata ({names}) is not written: Pillow failed on it ({error})", AecWarning, stacklevel=3
+            f"the file's {metadata.listed(left_out)} {'is' if one else 'are'} not written: Pillow failed on "
+            f"{'it' if one else 'them'} ({failure})",
+            AecWarning,
+            stacklevel=3,
         )
+        return data
+    raise AssertionError("the last attempt, without metadata, returns or raises")
+
+
+def _encoded(image: Image.Image, image_format: str, options: dict[str, object], kept: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **options, **_metadata_options(kept, image_format, image.mode))
     return buffer.getvalue()
 
 
-def _metadata_options(stored: dict[str, bytes], image_format: str, mode: str) -> dict:
+def _metadata_options(stored: dict[str, bytes], image_format: str, mode: str) -> dict[str, object]:
     """Pillow save options that write `stored` (image.info's "icc_profile", "exif", "xmp") into a
     file of `image_format` with pixels of `mode`; a warning names each one the format cannot hold."""
     keep = ", ".join(sorted(METADATA_FORMATS)).lower()
     if stored and image_format not in METADATA_FORMATS:
-        names = [METADATA_NAMES[key] for key in stored]
-        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        names = metadata.listed(metadata.NAMES[key] for key in stored)
+        one = len(stored) == 1
         warnings.warn(
-            f"the file's {listed} {'is' if len(names) == 1 else 'are'} not written: {image_format} cannot hold "
-            f"{'one' if len(names) == 1 else 'them'} (use {keep})",
+            f"the file's {names} {'is' if one else 'are'} not written: {image_format} cannot hold "
+            f"{'one' if one else 'them'} (use {keep})",
             AecWarning,
-            stacklevel=3,
+            stacklevel=5,
         )
         return {}
-    options = {}
+    options: dict[str, object] = {}
     for key, value in stored.items():
         if key == "icc_profile" and image_format == "WEBP" and mode == "L":  # WebP stores gray as RGB
             why = f"the file's gray ICC profile is not written: WebP holds no gray images (use {keep})"
         elif image_format == "JPEG" and len(value) > JPEG_SEGMENT_LIMITS.get(key, len(value)):
-            why = f"the file's {METADATA_NAMES[key]} is not written: it is larger than one JPEG marker segment holds"
+            why = f"the file's {metadata.NAMES[key]} is not written: it is larger than one JPEG marker segment holds"
         else:
             options[key] = value
             continue
-        warnings.warn(why, AecWarning, stacklevel=3)
+        warnings.warn(why, AecWarning, stacklevel=5)
     if "xmp" in options and image_format == "PNG":  # an iTXt chunk, where Adobe and Pillow read it
         chunks = PngImagePlugin.PngInfo()
         chunks.add_itxt("XML:com.adobe.xmp", options.pop("xmp").decode("utf-8"))
@@ -380,6 +410,8 @@ def _metadata_options(stored: dict[str, bytes], image_format: str, mode: str) ->
         tags = Image.Exif()
         if "exif" in options:
             tags.load(options.pop("exif"))
+            for tag in TIFF_LAYOUT_TAGS & set(tags):
+                del tags[tag]
         if "xmp" in options:
             tags[700] = options.pop("xmp")  # XMLPacket
         options["exif"] = tags
@@ -479,9 +511,10 @@ def run_eval(args: argparse.Namespace) -> None:
 
 def _metadata_note(header: container.Header) -> str:
     """What of a file's bytes is metadata, for eval's table: '  (bytes include …)' or ''."""
-    blocks = {"ICC profile": header.icc_profile, "EXIF": header.exif, "XMP": header.xmp}
-    held = [f"{len(block)} bytes of {what}" for what, block in blocks.items() if block]
-    return f"  (bytes include {', '.join(held)})" if held else ""
+    held = [
+        f"{len(getattr(header, key))} bytes of {name}" for key, name in metadata.NAMES.items() if getattr(header, key)
+    ]
+    return f"  (bytes include {metadata.listed(held)})" if held else ""
 
 
 def run_models(args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ the length of the model name. docs/FORMAT.md is the same table with prose.
     30+L+10S  4+P   only if flags bit 0: P u32, 1..MAX_PROFILE_BYTES, then the P bytes
                     of the ICC profile of the coded pixels' colour space
     …         4+E   only if flags bit 1: E u32, 1..MAX_METADATA_BYTES, then E bytes of
-                    EXIF (TIFF-structured: "II*\0" or "MM\0*" first; Orientation 1)
+                    EXIF (TIFF-structured: "II*\0" or "MM\0*" first)
     …         4+X   only if flags bit 2: X u32, 1..MAX_METADATA_BYTES, then X bytes of
                     XMP (a UTF-8 packet)
     …         Σ     the S streams' bytes, back to back, in the order above

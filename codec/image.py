@@ -3,7 +3,7 @@
 Conventions (those of cjpeg/cwebp/avifenc where they apply):
 
 * Anything Pillow opens is accepted (PNG, JPEG, WebP, TIFF, BMP, PPM/PGM, …);
-  the EXIF orientation is applied before coding.
+  the EXIF orientation (else XMP's, as Pillow reads them) is applied before coding.
 * Grayscale stays grayscale: it is coded as RGB with equal channels and
   decoded back to one channel.
 * Palette, CMYK, YCbCr and other colour modes become RGB. A CMYK image with an

@@ -6,18 +6,26 @@ any of the three kinds (the CLI's --ignore-icc, --ignore-exif, --ignore-xmp,
 avifenc's flags). What is kept:
 
 * ICC profile: see `codec.image.colour_profile` (sRGB ones are not stored).
-* EXIF: the TIFF-structured bytes (byte-order mark first, as in PNG's eXIf
-  chunk; the "Exif\\0\\0" prefix of JPEG's APP1 segment is removed). The encoder
-  has already turned the pixels upright (`ImageOps.exif_transpose`), so the
-  Orientation tag of the first IFD is rewritten to 1 in place: the rest of the
-  bytes, maker notes and thumbnail included, stay exactly as they were.
-* XMP: the UTF-8 packet, with any ``tiff:Orientation`` rewritten to 1 for the
-  same reason (Pillow turns an image by it when EXIF has no orientation).
+* EXIF: the TIFF-structured bytes of a PIL image's info["exif"] (byte-order
+  mark first, as in PNG's eXIf chunk; the "Exif\\0\\0" prefix of JPEG's APP1
+  segment is removed). A TIFF input's own tags are not EXIF in this sense and
+  are not kept, nor is ImageMagick's PNG "Raw profile type exif" text.
+* XMP: the packet, as UTF-8 bytes.
 
-Anything that cannot be kept (unparseable EXIF, XMP that is not UTF-8, more
-than `container.MAX_METADATA_BYTES`) is dropped with a warning, never stored
-half-right. The decoder checks the same way before attaching what a file
-holds to the decoded image (`usable`).
+Orientation. The encoder turns a PIL image's pixels upright by the orientation
+Pillow reads (`ImageOps.exif_transpose`: EXIF's, else XMP's), as any viewer
+would show them. When it did turn them, every orientation the stored EXIF and
+XMP state is rewritten to 1, in place and nothing else: maker notes and
+thumbnail stay byte for byte (the thumbnail, and EXIF's pixel dimensions, keep
+the original orientation). EXIF whose orientation cannot be rewritten in place
+(an odd field type) is dropped with a warning rather than stored to turn the
+image twice. A numpy array is coded as given, so its EXIF and XMP are kept as
+given too, orientation included.
+
+Anything that cannot be kept (EXIF whose first IFD does not fit its bytes, XMP
+that is not UTF-8, more than `container.MAX_METADATA_BYTES`) is dropped with a
+warning, never stored half-right. The decoder checks the same way before
+attaching what a file holds to the decoded image (`usable`).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from __future__ import annotations
 import re
 import struct
 import warnings
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from PIL import Image
@@ -34,11 +42,13 @@ from codec import container
 from codec.errors import AecWarning
 from codec.image import ImageLike, colour_profile, profile_problem
 
-KINDS = ("icc", "exif", "xmp")
+NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}  # Metadata's fields, as users read them
+KINDS = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}  # what `strip` and the CLI's --ignore-* name
 EXIF_PREFIX = b"Exif\x00\x00"  # before the TIFF structure in JPEG's APP1 and in Pillow's info["exif"]
 ORIENTATION_TAG = 0x0112
-_INTEGER_TYPES = {3: "H", 4: "I"}  # TIFF field types SHORT and LONG, as struct formats
-_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=[\"']|>)\s*)[0-9]")
+TURNING_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # those exif_transpose turns the pixels by
+_INTEGER_TYPES = {3: "H", 4: "I", 8: "h", 9: "i"}  # TIFF SHORT, LONG, SSHORT, SLONG, as struct formats
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*(?:=\s*[\"']|>)\s*)[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,17 @@ class Metadata:
     """The bytes an .aec file stores beside the streams (b"": none)."""
 
     icc_profile: bytes = b""
-    exif: bytes = b""  # TIFF-structured, Orientation 1
+    exif: bytes = b""  # TIFF-structured
     xmp: bytes = b""  # UTF-8 XMP packet
 
 
 NONE = Metadata()
+
+
+def listed(names: Iterable[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def collect(
@@ -58,47 +74,69 @@ def collect(
     mode: str,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
-    xmp: bytes | None = None,
+    xmp: bytes | str | None = None,
     strip: Collection[str] = (),
 ) -> Metadata:
     """The metadata to store with `image` coded in `mode`: a PIL image's own (its ICC profile,
-    info["exif"], info["xmp"]), or the bytes given for a numpy array's pixels; `strip` names kinds
-    not to keep ('icc', 'exif', 'xmp')."""
+    info["exif"], info["xmp"]), with orientation 1 if the encoder turned its pixels upright, or the
+    bytes given for a numpy array's pixels, as given; `strip` names kinds not to keep ('icc',
+    'exif', 'xmp')."""
     unknown = set(strip) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown metadata kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    turned = False
     if isinstance(image, Image.Image):
         if exif is not None or xmp is not None:
             raise ValueError("a PIL image carries its own EXIF and XMP (in image.info)")
         exif, xmp = image.info.get("exif"), image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
-        if isinstance(exif, Image.Exif):  # set by hand, as Pillow's save accepts it
-            exif = exif.tobytes()
-    profile = b"" if "icc" in strip else colour_profile(image, mode, icc_profile)
+        turned = image.getexif().get(ORIENTATION_TAG, 1) in TURNING_ORIENTATIONS  # what exif_transpose reads
     return Metadata(
-        icc_profile=profile,
-        exif=b"" if "exif" in strip or not exif else _kept_exif(bytes(exif)),
-        xmp=b"" if "xmp" in strip or not xmp else _kept_xmp(xmp.encode() if isinstance(xmp, str) else bytes(xmp)),
+        icc_profile=b"" if "icc" in strip else colour_profile(image, mode, icc_profile),
+        exif=b"" if "exif" in strip or not exif else _kept_exif(exif, turned),
+        xmp=b"" if "xmp" in strip or not xmp else _kept_xmp(xmp, turned),
     )
 
 
-def _kept_exif(exif: bytes) -> bytes:
-    exif = exif.removeprefix(EXIF_PREFIX)
+def _kept_exif(exif: object, turned: bool) -> bytes:
+    if not isinstance(exif, bytes | bytearray):
+        return _dropped("EXIF", f"it is a {type(exif).__name__}, not bytes")
+    exif = bytes(exif).removeprefix(EXIF_PREFIX).removeprefix(EXIF_PREFIX)  # Pillow too accepts a doubled one
     why = problem("exif", exif)
     if why:
         return _dropped("EXIF", why)
-    return upright_exif(exif)
+    if not turned:
+        return exif
+    upright = upright_exif(exif)
+    if _orientation(upright) not in (None, 1):
+        return _dropped("EXIF", "its orientation is stored in a way that cannot be set to 1 in place")
+    return upright
 
 
-def _kept_xmp(xmp: bytes) -> bytes:
-    why = problem("xmp", xmp)
+def _kept_xmp(xmp: object, turned: bool) -> bytes:
+    if isinstance(xmp, str):  # Pillow < 13 gives PNG text: iTXt chunks are UTF-8, tEXt and zTXt Latin-1
+        from PIL.PngImagePlugin import iTXt
+
+        xmp = xmp.encode("utf-8" if isinstance(xmp, iTXt) else "latin-1", "replace")
+    if not isinstance(xmp, bytes | bytearray):
+        return _dropped("XMP", f"it is a {type(xmp).__name__}, not text")
+    why = problem("xmp", bytes(xmp))
     if why:
         return _dropped("XMP", why)
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if turned else bytes(xmp)
 
 
 def _dropped(what: str, why: str) -> bytes:
     warnings.warn(f"{what} not kept ({why})", AecWarning, stacklevel=4)
     return b""
+
+
+def _orientation(exif: bytes) -> object:
+    """The orientation Pillow reads from TIFF-structured EXIF (None if there is none)."""
+    tags = Image.Exif()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's own complaints about damaged entries
+        tags.load(EXIF_PREFIX + exif)
+    return tags.get(ORIENTATION_TAG)
 
 
 def problem(kind: str, data: bytes) -> str | None:
@@ -111,7 +149,9 @@ def problem(kind: str, data: bytes) -> str | None:
         except UnicodeDecodeError:
             return "it is not UTF-8 text"
         return None
-    return None if _first_ifd(data) is not None else "it is not TIFF-structured EXIF data"
+    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+        return "it is not TIFF-structured EXIF data"
+    return None if _first_ifd(data) is not None else "its first IFD does not fit its bytes"
 
 
 def _first_ifd(exif: bytes) -> tuple[str, int, int] | None:
@@ -135,17 +175,17 @@ def _first_ifd(exif: bytes) -> tuple[str, int, int] | None:
 
 
 def upright_exif(exif: bytes) -> bytes:
-    """TIFF-structured EXIF with the first IFD's Orientation set to 1 (top-left), in place; the
-    bytes are otherwise unchanged. EXIF with no Orientation is returned as it is."""
+    """TIFF-structured EXIF with the first IFD's Orientation set to 1 (top-left), in place, where it
+    is one integer held in its entry; the bytes are otherwise unchanged."""
     layout = _first_ifd(exif)
     if layout is None:
         raise ValueError("not TIFF-structured EXIF data")
     order, offset, count = layout
     patched = bytearray(exif)
     for entry in range(offset + 2, offset + 2 + 12 * count, 12):
-        tag, kind, values = struct.unpack_from(order + "HHI", exif, entry)
-        if tag == ORIENTATION_TAG and kind in _INTEGER_TYPES and values == 1:  # held in the entry itself
-            struct.pack_into(order + _INTEGER_TYPES[kind], patched, entry + 8, 1)
+        tag, field_type, values = struct.unpack_from(order + "HHI", exif, entry)
+        if tag == ORIENTATION_TAG and field_type in _INTEGER_TYPES and values == 1:
+            struct.pack_into(order + _INTEGER_TYPES[field_type], patched, entry + 8, 1)
     return bytes(patched)
 
 
@@ -153,15 +193,14 @@ def usable(stored: Metadata, mode: str) -> Metadata:
     """What a file stores that can be attached to its decoded image of `mode`: each kind that fails
     the encoder's checks is left out, with a warning (only a crafted file has one)."""
     problems = {
-        "ICC profile": profile_problem(stored.icc_profile, mode) if stored.icc_profile else None,
-        "EXIF": problem("exif", stored.exif) if stored.exif else None,
-        "XMP": problem("xmp", stored.xmp) if stored.xmp else None,
+        "icc_profile": profile_problem(stored.icc_profile, mode) if stored.icc_profile else None,
+        "exif": problem("exif", stored.exif) if stored.exif else None,
+        "xmp": problem("xmp", stored.xmp) if stored.xmp else None,
     }
-    for what, why in problems.items():
+    for field, why in problems.items():
         if why:
-            warnings.warn(f"the file's {what} is not used ({why})", AecWarning, stacklevel=3)
-    blocks = (stored.icc_profile, stored.exif, stored.xmp)
-    return Metadata(*(b"" if why else block for why, block in zip(problems.values(), blocks)))
+            warnings.warn(f"the file's {NAMES[field]} is not used ({why})", AecWarning, stacklevel=3)
+    return Metadata(**{field: b"" if why else getattr(stored, field) for field, why in problems.items()})
 
 
 def image_info(metadata: Metadata) -> dict[str, bytes]:

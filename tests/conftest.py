@@ -147,3 +147,9 @@ def _little_endian(exif: Image.Exif) -> bytes:
     data = exif.tobytes().removeprefix(b"Exif\x00\x00")
     assert data[:2] == b"II"
     return data
+
+
+def parsed(exif: bytes) -> Image.Exif:
+    tags = Image.Exif()
+    tags.load(b"Exif\x00\x00" + exif)
+    return tags

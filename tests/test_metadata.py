@@ -4,7 +4,6 @@ import dataclasses
 import io
 import struct
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -12,7 +11,7 @@ import codec
 from codec import container, metadata
 from codec.errors import AecWarning
 from codec.image import open_image
-from tests.conftest import XMP, camera_exif, synthetic_image
+from tests.conftest import XMP, camera_exif, parsed, synthetic_image
 
 
 def camera_jpeg(height: int = 24, width: int = 40, **options) -> Image.Image:
@@ -20,12 +19,6 @@ def camera_jpeg(height: int = 24, width: int = 40, **options) -> Image.Image:
     buffer = io.BytesIO()
     Image.fromarray(synthetic_image(height, width)).save(buffer, "JPEG", quality=95, **options)
     return open_image(buffer.getvalue())
-
-
-def parsed(exif: bytes) -> Image.Exif:
-    tags = Image.Exif()
-    tags.load(metadata.EXIF_PREFIX + exif)
-    return tags
 
 
 @pytest.mark.parametrize("big_endian", [True, False], ids=["MM", "II"])
@@ -60,10 +53,48 @@ def test_exif_and_xmp_of_a_camera_jpeg_travel_with_the_file_upright_with_the_pix
     assert len(data) == len(plain) + 4 + len(header.exif) + 4 + len(XMP)  # length fields and bytes: no more
 
 
-def test_xmp_orientation_in_element_form_is_set_upright_too():
-    xmp = b"<tiff:Orientation>8</tiff:Orientation><tiff:Orientation> 3</tiff:Orientation>"
-    kept = metadata.collect(np.zeros((4, 4, 3), np.uint8), "RGB", xmp=xmp)
-    assert kept.xmp == b"<tiff:Orientation>1</tiff:Orientation><tiff:Orientation> 1</tiff:Orientation>"
+def test_every_form_of_xmp_orientation_is_set_upright_when_the_pixels_were_turned(tiny_weights):
+    forms = b"<tiff:Orientation>8</tiff:Orientation> tiff:Orientation = '3' <tiff:Orientation> 6</tiff:Orientation>"
+    header = codec.read_header(codec.encode(camera_jpeg(exif=metadata.EXIF_PREFIX + camera_exif(6), xmp=forms)))
+    assert (
+        header.xmp
+        == b"<tiff:Orientation>1</tiff:Orientation> tiff:Orientation = '1' <tiff:Orientation> 1</tiff:Orientation>"
+    )
+
+
+def test_an_orientation_the_encoder_did_not_turn_by_is_kept_as_it_is(tiny_weights):
+    single_quoted = XMP.replace(b'tiff:Orientation="6"', b"tiff:Orientation='6'")  # Pillow reads double quotes only
+    header = codec.read_header(codec.encode(camera_jpeg(xmp=single_quoted)))
+    assert (header.width, header.height) == (40, 24) and header.xmp == single_quoted
+    array = synthetic_image(16, 24)  # coded as given, so its metadata is kept as given
+    header = codec.read_header(codec.encode(array, exif=metadata.EXIF_PREFIX + camera_exif(3), xmp=XMP))
+    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 3 and header.xmp == XMP
+
+
+def test_exif_whose_orientation_cannot_be_set_upright_in_place_is_dropped_with_a_warning(tiny_weights):
+    rational = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", metadata.ORIENTATION_TAG, 5, 1, 26) + bytes(4)
+    rational += struct.pack("<II", 6, 1)  # the value 6/1, at offset 26
+    assert parsed(rational)[metadata.ORIENTATION_TAG] == 6
+    with pytest.warns(AecWarning, match="EXIF not kept .its orientation"):
+        header = codec.read_header(codec.encode(camera_jpeg(exif=metadata.EXIF_PREFIX + rational)))
+    assert header.exif == b"" and (header.width, header.height) == (24, 40)
+
+
+def test_xmp_that_pillow_reads_as_text_or_numbers_is_kept_right_or_dropped():
+    from PIL.PngImagePlugin import iTXt
+
+    image = Image.new("RGB", (4, 4))
+    packet = "<x>Jos\xe9</x>".encode()  # UTF-8, as XMP is
+    image.info["XML:com.adobe.xmp"] = packet.decode("latin-1")  # a PNG tEXt chunk, as Pillow < 13 gives it
+    assert metadata.collect(image, "RGB").xmp == packet
+    image.info["XML:com.adobe.xmp"] = iTXt("<x>Jos\xe9</x>", "", "")  # an iTXt chunk: UTF-8
+    assert metadata.collect(image, "RGB").xmp == packet
+    tiff = Image.new("RGB", (4, 4))
+    tiff.info["exif"] = metadata.EXIF_PREFIX + camera_exif(1)  # read first: Pillow looks at no XMP
+    tiff.info["xmp"] = 5000  # a TIFF's tag 700 typed LONG
+    image = tiff
+    with pytest.warns(AecWarning, match="XMP not kept .it is a int, not text"):
+        assert metadata.collect(image, "RGB").xmp == b""
 
 
 def test_strip_drops_each_kind_it_names(tiny_weights):
@@ -85,9 +116,8 @@ def test_strip_drops_each_kind_it_names(tiny_weights):
 
 def test_a_numpy_array_s_exif_and_xmp_are_passed_in(tiny_weights):
     array = synthetic_image(16, 16)
-    header = codec.read_header(codec.encode(array, exif=metadata.EXIF_PREFIX + camera_exif(3), xmp=XMP))
-    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 1  # set as the decoder will show the pixels
-    assert b'tiff:Orientation="1"' in header.xmp
+    header = codec.read_header(codec.encode(array, exif=metadata.EXIF_PREFIX + camera_exif(), xmp=XMP))
+    assert header.exif == camera_exif() and header.xmp == XMP
     with pytest.raises(ValueError, match="carries its own EXIF and XMP"):
         codec.encode(Image.fromarray(array), exif=camera_exif())
 
@@ -96,8 +126,8 @@ def test_a_numpy_array_s_exif_and_xmp_are_passed_in(tiny_weights):
     ("kind", "data", "why"),
     [
         ("exif", b"not EXIF at all", "not TIFF-structured"),
-        ("exif", camera_exif()[:20], "not TIFF-structured"),  # the first IFD's entries cut off
-        ("exif", b"II*\x00\xff\xff\x00\x00", "not TIFF-structured"),  # IFD offset past the end
+        ("exif", camera_exif()[:20], "first IFD does not fit"),  # its entries cut off
+        ("exif", b"II*\x00\xff\xff\x00\x00", "first IFD does not fit"),  # its offset past the end
         ("exif", camera_exif() + bytes(container.MAX_METADATA_BYTES), "larger than"),
         ("xmp", b"<x>\xff\xfe</x>", "not UTF-8"),
         ("xmp", b" " * (container.MAX_METADATA_BYTES + 1), "larger than"),
