@@ -96,9 +96,9 @@ def encode(
 
     `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
     `refine_steps`: optimization steps spent on this image's latent (0: none).
-    `icc_profile`, `exif`, `xmp`: the colour profile and metadata of a numpy array's pixels,
-    stored in the file (codec/metadata.py; an sRGB profile is not). A PIL image's own are used,
-    and passing them with one is an error. `strip` names kinds not to keep: 'icc', 'exif', 'xmp'.
+    A PIL image's ICC profile, EXIF and XMP are stored in the file (codec/metadata.py; an sRGB
+    profile is not). `icc_profile`, `exif`, `xmp`: bytes to store instead, as given (for a numpy
+    array, the only source). `strip` names kinds not to keep: 'icc', 'exif', 'xmp'.
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")

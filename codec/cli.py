@@ -10,12 +10,15 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import math
 import os
+import re
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image file, or - for stdin")
     p.add_argument("output", help=".aec file, or - for stdout")
     p.add_argument("--coder", default="range", choices=CODERS, help="entropy coder (default %(default)s)")
+    for option, what in (
+        ("icc", "this ICC profile (of the pixels as coded)"),
+        ("exif", "this EXIF payload"),
+        ("xmp", "this XMP packet"),
+    ):
+        p.add_argument(
+            f"--{option}", metavar="FILE", help=f"store {what} instead of the input's, as avifenc's --{option}"
+        )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, help="search the rate for at most this many bits per pixel")
     target.add_argument("--target-psnr", type=float, help="search the rate for at least this PSNR (dB)")
@@ -244,8 +255,9 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
             os.unlink(tmp)
 
 
-def _encode_at_quality(image: Image.Image, args: argparse.Namespace) -> bytes:
-    """`image` coded with the -q, --model, --coder, --device and --refine options."""
+def _encode_at_quality(image: Image.Image, args: argparse.Namespace, **payloads: bytes) -> bytes:
+    """`image` coded with the -q, --model, --coder, --device, --refine and --ignore-* options, and
+    `payloads` (icc_profile, exif, xmp) stored instead of the image's own."""
     return api.encode(
         image,
         quality=args.quality,
@@ -254,41 +266,63 @@ def _encode_at_quality(image: Image.Image, args: argparse.Namespace) -> bytes:
         device=args.device,
         refine_steps=args.refine,
         strip=args.strip,
+        **payloads,
     )
+
+
+# encode's --icc/--exif/--xmp FILE: the encode() argument each fills, and the most bytes it may hold
+PAYLOAD_OPTIONS = {
+    "icc": ("icc_profile", container.MAX_PROFILE_BYTES),
+    "exif": ("exif", container.MAX_METADATA_BYTES),
+    "xmp": ("xmp", container.MAX_METADATA_BYTES),
+}
+
+
+def _read_payloads(args: argparse.Namespace) -> dict[str, bytes]:
+    """The files of --icc, --exif and --xmp, as encode's keyword arguments."""
+    payloads = {}
+    for option, (field, limit) in PAYLOAD_OPTIONS.items():
+        path = getattr(args, option)
+        if path is None:
+            continue
+        if option in args.strip:
+            raise UsageError(f"--{option} cannot be combined with --ignore-{option}")
+        if path == "-":
+            raise UsageError(f"--{option}: give a file (standard input is for the image)")
+        payloads[field] = _read_input(path, limit)
+    return payloads
+
+
+@contextlib.contextmanager
+def _given_payloads_must_be_kept(args: argparse.Namespace, payloads: dict[str, bytes]) -> Iterator[None]:
+    """Turn the encoder's warning that it drops a payload the user gave (--icc FILE not a usable
+    profile, --exif FILE not EXIF, ...) into an error naming the file: it was asked for."""
+    files = {
+        metadata.NAMES[field]: getattr(args, option)
+        for option, (field, _) in PAYLOAD_OPTIONS.items()
+        if field in payloads
+    }
+    try:
+        with warnings.catch_warnings():
+            for name in files:
+                warnings.filterwarnings("error", message=re.escape(f"{name} not kept"), category=AecWarning)
+            yield
+    except AecWarning as refused:
+        message = str(refused)
+        name = next(name for name in files if message.startswith(name))
+        if "): " in message:  # without what the warning says becomes of the pixels
+            message = message.split("): ", 1)[0] + ")"
+        raise AecError(f"{files[name]}: {message}") from None
 
 
 def run_encode(args: argparse.Namespace) -> None:
     _check_device(args.device)
     _check_quality(args)
+    payloads = _read_payloads(args)
     _check_output(args)
     image = _open_input(args.input)
-    if args.quality is None:
-        data, bpp, quality = api.encode_to_target(
-            image,
-            args.target_bpp,
-            args.target_psnr,
-            model=args.model,
-            coder=args.coder,
-            device=args.device,
-            refine_steps=args.refine,
-            strip=args.strip,
-        )
-        if args.target_bpp is not None and bpp > args.target_bpp:
-            note = _metadata_note(api.read_header(data)).strip()
-            warnings.warn(
-                f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp"
-                + (f" {note}; --ignore-exif and --ignore-xmp leave metadata out" if note else ""),
-                AecWarning,
-                stacklevel=2,
-            )
-        if args.target_psnr is not None and quality < args.target_psnr:
-            warnings.warn(
-                f"--target-psnr {args.target_psnr:g} not reached: the highest rate gives {quality:.2f} dB",
-                AecWarning,
-                stacklevel=2,
-            )
-    else:
-        data = _encode_at_quality(image, args)
+    with _given_payloads_must_be_kept(args, payloads):
+        data = _encoded_image(image, args, payloads)
     _write_output(args.output, data, args.force)
     if not args.quiet:
         header = api.read_header(data)
@@ -298,6 +332,38 @@ def run_encode(args: argparse.Namespace) -> None:
             f"{bpp:.4f} bpp ({header.model}, λ={header.rate:.4g})",
             file=sys.stderr,
         )
+
+
+def _encoded_image(image: Image.Image, args: argparse.Namespace, payloads: dict[str, bytes]) -> bytes:
+    """`image` coded at -q, or searched for --target-bpp / --target-psnr (warning if not reached)."""
+    if args.quality is not None:
+        return _encode_at_quality(image, args, **payloads)
+    data, bpp, quality = api.encode_to_target(
+        image,
+        args.target_bpp,
+        args.target_psnr,
+        model=args.model,
+        coder=args.coder,
+        device=args.device,
+        refine_steps=args.refine,
+        strip=args.strip,
+        **payloads,
+    )
+    if args.target_bpp is not None and bpp > args.target_bpp:
+        note = _metadata_note(api.read_header(data)).strip()
+        warnings.warn(
+            f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp"
+            + (f" {note}; --ignore-exif and --ignore-xmp leave metadata out" if note else ""),
+            AecWarning,
+            stacklevel=2,
+        )
+    if args.target_psnr is not None and quality < args.target_psnr:
+        warnings.warn(
+            f"--target-psnr {args.target_psnr:g} not reached: the highest rate gives {quality:.2f} dB",
+            AecWarning,
+            stacklevel=2,
+        )
+    return data
 
 
 def _open_input(path: str) -> Image.Image:

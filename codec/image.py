@@ -113,18 +113,16 @@ def check_size(width: int, height: int) -> None:
 
 
 def colour_profile(image: ImageLike, mode: str, icc_profile: bytes | None = None) -> bytes:
-    """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): a PIL image's
-    embedded profile, or `icc_profile` given for a numpy array's pixels; b"" for none, an sRGB
-    one, a CMYK one (`to_array` has converted the pixels to sRGB through it) or one that cannot
-    be kept (with a warning)."""
-    if isinstance(image, Image.Image):
-        if icc_profile is not None:
-            raise ValueError("a PIL image carries its own ICC profile (in image.info['icc_profile'])")
-        if image.mode == "CMYK":
-            return b""
-        icc = image.info.get("icc_profile")
-    else:
+    """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): `icc_profile` if
+    given (it describes the pixels as coded; for a numpy array it is the only source), else a PIL
+    image's embedded profile; b"" for none, an sRGB one, a CMYK one (`to_array` has converted the
+    pixels to sRGB through it) or one that cannot be kept (with a warning)."""
+    if icc_profile is not None:
         icc = icc_profile
+    elif isinstance(image, Image.Image):
+        icc = b"" if image.mode == "CMYK" else image.info.get("icc_profile")
+    else:
+        icc = b""
     if not icc:
         return b""
     consequence = "the pixels are coded as stored and will display as sRGB"

@@ -77,24 +77,26 @@ def collect(
     xmp: bytes | str | None = None,
     strip: Collection[str] = (),
 ) -> Metadata:
-    """The metadata to store with `image` coded in `mode`: a PIL image's own (its ICC profile,
-    info["exif"], info["xmp"]), with orientation 1 if the encoder turned its pixels upright, or the
-    bytes given for a numpy array's pixels, as given; `strip` names kinds not to keep ('icc',
-    'exif', 'xmp')."""
+    """The metadata to store with `image` coded in `mode`. Each of `icc_profile`, `exif` and `xmp`
+    that is given is kept as given (a numpy array has no other source; for a PIL image it
+    replaces the image's own, as avifenc's --icc/--exif/--xmp do). Otherwise a PIL image's own
+    (its ICC profile, info["exif"], info["xmp"]) are kept, with orientation 1 if the encoder
+    turned its pixels upright. `strip` names kinds not to keep ('icc', 'exif', 'xmp')."""
     unknown = set(strip) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown metadata kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
+    given = {"exif": exif, "xmp": xmp}
+    own: dict[str, object] = {}
     turned = False
     if isinstance(image, Image.Image):
-        if exif is not None or xmp is not None:
-            raise ValueError("a PIL image carries its own EXIF and XMP (in image.info)")
-        exif, xmp = image.info.get("exif"), image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
+        own = {"exif": image.info.get("exif"), "xmp": image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")}
         turned = image.getexif().get(ORIENTATION_TAG, 1) in TURNING_ORIENTATIONS  # what exif_transpose reads
-    return Metadata(
-        icc_profile=b"" if "icc" in strip else colour_profile(image, mode, icc_profile),
-        exif=b"" if "exif" in strip or not exif else _kept_exif(exif, turned),
-        xmp=b"" if "xmp" in strip or not xmp else _kept_xmp(xmp, turned),
-    )
+    kept = {}
+    for kind, keep in (("exif", _kept_exif), ("xmp", _kept_xmp)):
+        data = given[kind] if given[kind] is not None else own.get(kind)
+        kept[kind] = keep(data, turned and given[kind] is None) if data and kind not in strip else b""
+    icc = b"" if "icc" in strip else colour_profile(image, mode, icc_profile)
+    return Metadata(icc_profile=icc, **kept)
 
 
 def _kept_exif(exif: object, turned: bool) -> bytes:

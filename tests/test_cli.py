@@ -236,6 +236,36 @@ def test_exif_and_xmp_are_kept_and_written_where_the_format_can_hold_them(
     assert "EXIF: none" in out and "XMP: none" in out and "size: 24×40" in out  # still turned upright
 
 
+def test_encode_stores_the_icc_exif_and_xmp_files_it_is_given_instead_of_the_input_s(
+    tiny_weights_dir, tmp_path, monkeypatch, capsys
+):
+    from codec.cli import main
+    from tests.conftest import XMP, camera_exif, icc_profile
+
+    monkeypatch.setenv("AECODEC_WEIGHTS", str(tiny_weights_dir))
+    source = tmp_path / "camera.jpg"
+    Image.fromarray(synthetic_image(24, 40)).save(source, exif=b"Exif\0\0" + camera_exif(6), xmp=XMP)
+    files = {"icc": icc_profile(), "exif": camera_exif(1)[:-2] + b"AB", "xmp": b"<x:xmpmeta/>"}
+    for option, payload in files.items():
+        (tmp_path / option).write_bytes(payload)
+    given = [arg for option in files for arg in (f"--{option}", str(tmp_path / option))]
+    assert main(["encode", str(source), str(tmp_path / "given.aec"), *given]) == 0
+    header = codec.read_header((tmp_path / "given.aec").read_bytes())
+    assert (header.icc_profile, header.exif, header.xmp) == tuple(files.values())
+    assert (header.width, header.height) == (24, 40)  # turned by the input's own orientation
+    capsys.readouterr()
+
+    (tmp_path / "junk").write_bytes(b"not a profile")
+    assert main(["encode", str(source), str(tmp_path / "junk.aec"), "--icc", str(tmp_path / "junk")]) == 1
+    assert f"{tmp_path / 'junk'}: ICC profile not kept (it cannot be read)\n" in capsys.readouterr().err
+    assert main(["encode", str(source), str(tmp_path / "junk.aec"), "--exif", str(tmp_path / "junk")]) == 1
+    assert "EXIF not kept (it is not TIFF-structured EXIF data)" in capsys.readouterr().err
+    assert not (tmp_path / "junk.aec").exists()
+    assert main(["encode", str(source), str(tmp_path / "x.aec"), "--xmp", str(tmp_path / "xmp"), "--ignore-xmp"]) == 2
+    assert main(["encode", str(source), str(tmp_path / "x.aec"), "--xmp", str(tmp_path / "missing")]) == 1
+    assert not (tmp_path / "x.aec").exists()
+
+
 def test_decode_writes_the_image_without_metadata_pillow_cannot_write(tiny_weights_dir, tmp_path, monkeypatch, capsys):
 
     from codec import container

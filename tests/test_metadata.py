@@ -118,8 +118,15 @@ def test_a_numpy_array_s_exif_and_xmp_are_passed_in(tiny_weights):
     array = synthetic_image(16, 16)
     header = codec.read_header(codec.encode(array, exif=metadata.EXIF_PREFIX + camera_exif(), xmp=XMP))
     assert header.exif == camera_exif() and header.xmp == XMP
-    with pytest.raises(ValueError, match="carries its own EXIF and XMP"):
-        codec.encode(Image.fromarray(array), exif=camera_exif())
+
+
+def test_exif_and_xmp_given_for_a_pil_image_replace_its_own_as_given(tiny_weights):
+    image = camera_jpeg(exif=metadata.EXIF_PREFIX + camera_exif(6), xmp=XMP)
+    header = codec.read_header(codec.encode(image, exif=camera_exif(8), xmp=b"<x/>"))
+    assert (header.width, header.height) == (24, 40)  # turned by the image's own orientation
+    assert header.exif == camera_exif(8) and header.xmp == b"<x/>"  # what was given describes the coded pixels
+    header = codec.read_header(codec.encode(image, xmp=b"<x/>"))
+    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 1 and header.xmp == b"<x/>"
 
 
 @pytest.mark.parametrize(
