@@ -202,7 +202,14 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         raise UnsupportedImageError("image has no pixels")
     if image.info.get("aecodec.16bit"):
         warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=2)
-    image = ImageOps.exif_transpose(image)
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001 — Pillow parsing damaged EXIF/XMP: the pixels are still good
+        warnings.warn(
+            f"the image's orientation cannot be read ({error}): its pixels are coded as stored",
+            AecWarning,
+            stacklevel=2,
+        )
     mode = image.mode
     if mode in ("1", "L", "RGB", "I", "I;16") and "transparency" in image.info:  # a colour key (PNG tRNS)
         key = np.asarray(image.info.get("aecodec.colour_key", image.info["transparency"]))

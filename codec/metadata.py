@@ -8,8 +8,8 @@ avifenc's flags). What is kept:
 * ICC profile: see `codec.image.colour_profile` (sRGB ones are not stored).
 * EXIF: the TIFF-structured bytes of a PIL image's info["exif"] (byte-order
   mark first, as in PNG's eXIf chunk; the "Exif\\0\\0" prefix of JPEG's APP1
-  segment is removed). A TIFF input's own tags are not EXIF in this sense and
-  are not kept, nor is ImageMagick's PNG "Raw profile type exif" text.
+  segment is removed), or of ImageMagick's PNG text "Raw profile type exif".
+  A TIFF input's own tags are not EXIF in this sense and are not kept.
 * XMP: the packet, as UTF-8 bytes.
 
 Orientation. The encoder turns a PIL image's pixels upright by the orientation
@@ -19,8 +19,9 @@ XMP state is rewritten to 1, in place and nothing else: maker notes and
 thumbnail stay byte for byte (the thumbnail, and EXIF's pixel dimensions, keep
 the original orientation). EXIF whose orientation cannot be rewritten in place
 (an odd field type) is dropped with a warning rather than stored to turn the
-image twice. A numpy array is coded as given, so its EXIF and XMP are kept as
-given too, orientation included.
+image twice. Bytes given to `collect` (a numpy array's metadata, or a
+replacement for a PIL image's own, as avifenc's --icc/--exif/--xmp) describe
+the pixels as coded, so they are kept as given, orientation included.
 
 Anything that cannot be kept (EXIF whose first IFD does not fit its bytes, XMP
 that is not UTF-8, more than `container.MAX_METADATA_BYTES`) is dropped with a
@@ -89,14 +90,33 @@ def collect(
     own: dict[str, object] = {}
     turned = False
     if isinstance(image, Image.Image):
-        own = {"exif": image.info.get("exif"), "xmp": image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")}
-        turned = image.getexif().get(ORIENTATION_TAG, 1) in TURNING_ORIENTATIONS  # what exif_transpose reads
+        own = {"exif": _own_exif(image.info), "xmp": image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")}
+        turned = _turned(image)
     kept = {}
     for kind, keep in (("exif", _kept_exif), ("xmp", _kept_xmp)):
         data = given[kind] if given[kind] is not None else own.get(kind)
         kept[kind] = keep(data, turned and given[kind] is None) if data and kind not in strip else b""
     icc = b"" if "icc" in strip else colour_profile(image, mode, icc_profile)
     return Metadata(icc_profile=icc, **kept)
+
+
+def _turned(image: Image.Image) -> bool:
+    """Whether `to_array` turned the pixels: by the orientation exif_transpose reads."""
+    try:
+        return image.getexif().get(ORIENTATION_TAG, 1) in TURNING_ORIENTATIONS
+    except Exception:  # noqa: BLE001 — damaged EXIF/XMP, which to_array could not turn by either
+        return False
+
+
+def _own_exif(info: dict) -> object:
+    """A PIL image's EXIF: info["exif"], else ImageMagick's PNG text "Raw profile type exif" (a
+    header line, a length line, then hex digits), which Pillow reads the orientation from too."""
+    if "exif" in info or "Raw profile type exif" not in info:
+        return info.get("exif")
+    try:
+        return bytes.fromhex("".join(str(info["Raw profile type exif"]).split("\n")[3:]))
+    except ValueError:
+        return _dropped("EXIF", "ImageMagick's hex text of it cannot be read")
 
 
 def _kept_exif(exif: object, turned: bool) -> bytes:

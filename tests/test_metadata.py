@@ -166,3 +166,22 @@ def test_an_orientation_stored_as_a_long_is_set_upright_too():
     exif = b"II*\x00\x08\x00\x00\x00\x01\x00" + struct.pack("<HHII", metadata.ORIENTATION_TAG, 4, 1, 6) + bytes(4)
     assert parsed(exif)[metadata.ORIENTATION_TAG] == 6
     assert parsed(metadata.upright_exif(exif))[metadata.ORIENTATION_TAG] == 1
+
+
+def test_imagemagick_s_png_exif_text_is_kept_like_an_exif_chunk(tiny_weights):
+    from PIL import PngImagePlugin
+
+    exif = metadata.EXIF_PREFIX + camera_exif(6)
+    digits = exif.hex()
+    text = f"\nexif\n{len(exif):8d}\n" + "\n".join(digits[i : i + 72] for i in range(0, len(digits), 72)) + "\n"
+    for raw, expected in ((text, camera_exif(6)), ("\nexif\n 8\nnot hex", None)):
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_text("Raw profile type exif", raw)
+        buffer = io.BytesIO()
+        Image.fromarray(synthetic_image(24, 40)).save(buffer, "PNG", pnginfo=chunks)
+        if expected is None:
+            with pytest.warns(AecWarning, match="EXIF not kept .ImageMagick's hex text"):
+                assert codec.read_header(codec.encode(open_image(buffer.getvalue()))).exif == b""
+            continue
+        header = codec.read_header(codec.encode(open_image(buffer.getvalue())))
+        assert (header.width, header.height) == (24, 40) and header.exif == metadata.upright_exif(expected)
