@@ -18,6 +18,7 @@ DATA = Path(__file__).resolve().parent / "data"
 V1_FILES = sorted((DATA / "v1").glob("*.aec"))
 RELEASE_0_3_4_FILES = sorted((DATA / "release-0.3.4").glob("*.aec"))
 PROFILE_FILE = DATA / "release-0.5.3" / "channelwise-profile.aec"
+METADATA_FILE = DATA / "release-0.6.0" / "hyperprior-metadata.aec"
 
 
 def test_there_are_version_1_files_and_0_3_4_files():
@@ -69,6 +70,18 @@ def test_a_0_5_3_file_with_an_icc_profile_decodes_to_its_recorded_image_and_prof
     expected = Image.open(PROFILE_FILE.with_suffix(".png"))
     assert decoded.info["icc_profile"] == expected.info["icc_profile"]
     assert np.abs(np.asarray(decoded, dtype=np.int16) - np.asarray(expected, dtype=np.int16)).max() <= 1
+
+
+def test_a_0_6_0_file_with_a_profile_exif_and_xmp_decodes_to_its_recorded_image_and_metadata(monkeypatch):
+    monkeypatch.delenv("AECODEC_WEIGHTS", raising=False)
+    data = METADATA_FILE.read_bytes()
+    assert data[5] == 0b111  # flags: a profile, EXIF and XMP follow the stream table
+    decoded = codec.decode(data)
+    assert decoded.info["icc_profile"] == METADATA_FILE.with_suffix(".icc").read_bytes()
+    assert decoded.info["exif"] == b"Exif\x00\x00" + METADATA_FILE.with_suffix(".exif").read_bytes()
+    assert decoded.info["xmp"] == METADATA_FILE.with_suffix(".xmp").read_bytes()
+    expected = np.asarray(Image.open(METADATA_FILE.with_suffix(".png")), dtype=np.int16)
+    assert np.abs(np.asarray(decoded, dtype=np.int16) - expected).max() <= 1
 
 
 def test_files_made_with_superseded_weights_still_decode(tmp_path, monkeypatch):
