@@ -40,7 +40,7 @@ from codec import container, metadata, refine, tiling, weights
 from codec.container import Header
 from codec.entropy import CODERS, EntropyDecodeError
 from codec.errors import FormatError, WeightsError
-from codec.image import GRAY, ImageLike, check_size, pad, to_array, to_image
+from codec.image import GRAY, ImageLike, check_size, orientation, pad, to_array, to_image
 from codec.metadata import Metadata
 from codec.metrics import psnr
 from codec.models import ARCHITECTURES, PAD_MULTIPLE, LatentCodecModel
@@ -89,7 +89,7 @@ def encode(
     refine_steps: int = 0,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
-    xmp: bytes | None = None,
+    xmp: bytes | str | None = None,
     strip: Collection[str] = (),
 ) -> bytes:
     """Compress a PIL image or uint8 array (H×W gray, H×W×3 RGB) into .aec bytes.
@@ -97,23 +97,28 @@ def encode(
     `tile` (pixels, a multiple of 16) bounds memory; it does not change the format.
     `refine_steps`: optimization steps spent on this image's latent (0: none).
     A PIL image's ICC profile, EXIF and XMP are stored in the file (codec/metadata.py; an sRGB
-    profile is not). `icc_profile`, `exif`, `xmp`: bytes to store instead, as given (for a numpy
-    array, the only source). `strip` names kinds not to keep: 'icc', 'exif', 'xmp'.
+    profile is not; when the pixels were turned upright, the orientation stored is 1).
+    `icc_profile`, `exif`, `xmp`: bytes to store instead (b"": none; for a numpy array, the only
+    source); a MetadataError if they cannot be. `strip` names kinds to leave out: 'icc', 'exif',
+    'xmp'.
     """
     if coder not in CODERS:
         raise ValueError(f"unknown entropy coder {coder!r}; choose from {', '.join(CODERS)}")
-    array, mode = _checked_array(image)
-    kept = metadata.collect(image, mode, icc_profile, exif, xmp, strip)
+    array, mode, turned = _checked_array(image)
+    kept = metadata.collect(image, mode, turned, icc_profile, exif, xmp, strip)
     point = select_rate_point(model, quality)
     net = weights.load(point, device)
     rate = point.rate_for(lambda_for_quality(quality))
     return encode_with(net, array, mode, point.fingerprint, rate, coder, device, tile, refine_steps, kept)
 
 
-def _checked_array(image: ImageLike) -> tuple[np.ndarray, str]:
-    array, mode = to_array(image)
+def _checked_array(image: ImageLike) -> tuple[np.ndarray, str, bool]:
+    """The image's upright uint8 RGB pixels, the colour mode to decode to, and whether turning
+    them upright changed them (the stored metadata then says orientation 1)."""
+    turn = orientation(image, warn=True)
+    array, mode = to_array(image, turn)
     check_size(array.shape[1], array.shape[0])
-    return array, mode
+    return array, mode, turn != 1
 
 
 def encode_with(
@@ -238,7 +243,7 @@ def encode_to_target(
     refine_steps: int = 0,
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
-    xmp: bytes | None = None,
+    xmp: bytes | str | None = None,
     strip: Collection[str] = (),
 ) -> tuple[bytes, float, float]:
     """The file closest to a target: at most `target_bpp`, or at least `target_psnr` dB, at the
@@ -247,8 +252,8 @@ def encode_to_target(
     included. `icc_profile`, `exif`, `xmp` and `strip` as for `encode`."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
-    array, mode = _checked_array(image)
-    kept = metadata.collect(image, mode, icc_profile, exif, xmp, strip)
+    array, mode, turned = _checked_array(image)
+    kept = metadata.collect(image, mode, turned, icc_profile, exif, xmp, strip)
     point = select_rate_point(model, DEFAULT_QUALITY)
     height, width = array.shape[:2]
 

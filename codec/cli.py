@@ -10,15 +10,12 @@ traceback only with ``--debug``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import math
 import os
-import re
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +23,7 @@ from PIL import Image, PngImagePlugin
 
 from codec import __version__, api, container, metadata, refine, weights
 from codec.entropy import CODERS
-from codec.errors import AecError, AecWarning, UnsupportedImageError
+from codec.errors import AecError, AecWarning, MetadataError, UnsupportedImageError
 from codec.image import describe_profile, open_image, to_array
 from codec.metrics import bits_per_pixel, psnr
 from codec.models import ARCHITECTURES
@@ -102,14 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         "at a lower rate-distortion cost, for much slower encoding; with a target, every trial is refined "
         "(default 0: off; the benchmark uses 40)",
     )
-    for kind, what in (("icc", "ICC profile"), ("exif", "EXIF"), ("xmp", "XMP")):
+    for kind, field in metadata.FIELDS.items():
         choice.add_argument(
             f"--ignore-{kind}",
             dest="strip",
             action="append_const",
             const=kind,
             default=[],
-            help=f"do not keep the input's {what} (kept by default, as avifenc does)",
+            help=f"do not keep the input's {metadata.NAMES[field]} (kept by default, as avifenc does)",
         )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -117,13 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="image file, or - for stdin")
     p.add_argument("output", help=".aec file, or - for stdout")
     p.add_argument("--coder", default="range", choices=CODERS, help="entropy coder (default %(default)s)")
-    for option, what in (
-        ("icc", "this ICC profile (of the pixels as coded)"),
-        ("exif", "this EXIF payload"),
-        ("xmp", "this XMP packet"),
-    ):
+    for kind, field in metadata.FIELDS.items():
         p.add_argument(
-            f"--{option}", metavar="FILE", help=f"store {what} instead of the input's, as avifenc's --{option}"
+            f"--{kind}",
+            metavar="FILE",
+            help=f"store this file as the {metadata.NAMES[field]}, instead of the input's (as avifenc's --{kind}); "
+            "an orientation in it is set to 1 if the pixels are turned upright",
         )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, help="search the rate for at most this many bits per pixel")
@@ -270,49 +266,26 @@ def _encode_at_quality(image: Image.Image, args: argparse.Namespace, **payloads:
     )
 
 
-# encode's --icc/--exif/--xmp FILE: the encode() argument each fills, and the most bytes it may hold
-PAYLOAD_OPTIONS = {
-    "icc": ("icc_profile", container.MAX_PROFILE_BYTES),
-    "exif": ("exif", container.MAX_METADATA_BYTES),
-    "xmp": ("xmp", container.MAX_METADATA_BYTES),
-}
-
-
 def _read_payloads(args: argparse.Namespace) -> dict[str, bytes]:
-    """The files of --icc, --exif and --xmp, as encode's keyword arguments."""
+    """The files of --icc, --exif and --xmp, as encode's keyword arguments (icc_profile, exif, xmp)."""
     payloads = {}
-    for option, (field, limit) in PAYLOAD_OPTIONS.items():
-        path = getattr(args, option)
+    for kind, field in metadata.FIELDS.items():
+        path = getattr(args, kind)
         if path is None:
             continue
-        if option in args.strip:
-            raise UsageError(f"--{option} cannot be combined with --ignore-{option}")
+        if kind in args.strip:
+            raise UsageError(f"--{kind} cannot be combined with --ignore-{kind}")
         if path == "-":
-            raise UsageError(f"--{option}: give a file (standard input is for the image)")
-        payloads[field] = _read_input(path, limit)
+            raise UsageError(f"--{kind}: give a file (standard input is for the image)")
+        with open(path, "rb") as f:
+            data = f.read(metadata.LIMITS[field] + 1)
+        name, limit = metadata.NAMES[field], metadata.LIMITS[field]
+        if not data:
+            raise AecError(f"{path}: empty (--ignore-{kind} leaves the input's {name} out)")
+        if len(data) > limit:
+            raise AecError(f"{path}: larger than {limit} bytes, the most a file holds of {name}")
+        payloads[field] = data
     return payloads
-
-
-@contextlib.contextmanager
-def _given_payloads_must_be_kept(args: argparse.Namespace, payloads: dict[str, bytes]) -> Iterator[None]:
-    """Turn the encoder's warning that it drops a payload the user gave (--icc FILE not a usable
-    profile, --exif FILE not EXIF, ...) into an error naming the file: it was asked for."""
-    files = {
-        metadata.NAMES[field]: getattr(args, option)
-        for option, (field, _) in PAYLOAD_OPTIONS.items()
-        if field in payloads
-    }
-    try:
-        with warnings.catch_warnings():
-            for name in files:
-                warnings.filterwarnings("error", message=re.escape(f"{name} not kept"), category=AecWarning)
-            yield
-    except AecWarning as refused:
-        message = str(refused)
-        name = next(name for name in files if message.startswith(name))
-        if "): " in message:  # without what the warning says becomes of the pixels
-            message = message.split("): ", 1)[0] + ")"
-        raise AecError(f"{files[name]}: {message}") from None
 
 
 def run_encode(args: argparse.Namespace) -> None:
@@ -321,8 +294,10 @@ def run_encode(args: argparse.Namespace) -> None:
     payloads = _read_payloads(args)
     _check_output(args)
     image = _open_input(args.input)
-    with _given_payloads_must_be_kept(args, payloads):
+    try:
         data = _encoded_image(image, args, payloads)
+    except MetadataError as error:
+        raise AecError(f"{getattr(args, error.kind)}: {error}") from None
     _write_output(args.output, data, args.force)
     if not args.quiet:
         header = api.read_header(data)
@@ -350,10 +325,9 @@ def _encoded_image(image: Image.Image, args: argparse.Namespace, payloads: dict[
         **payloads,
     )
     if args.target_bpp is not None and bpp > args.target_bpp:
-        note = _metadata_note(api.read_header(data)).strip()
         warnings.warn(
             f"--target-bpp {args.target_bpp:g} not reached: the lowest rate gives {bpp:.4f} bpp"
-            + (f" {note}; --ignore-exif and --ignore-xmp leave metadata out" if note else ""),
+            + _metadata_note(api.read_header(data)),
             AecWarning,
             stacklevel=2,
         )
@@ -410,32 +384,31 @@ def _saved(image: Image.Image, image_format: str, options: dict[str, object]) ->
     crafted file can make fail), the image is written without EXIF and XMP, else without any
     metadata, with a warning."""
     stored = {key: image.info.pop(key) for key in metadata.NAMES if image.info.get(key)}
-    try:
-        return _encoded(image, image_format, options, stored)
-    except Exception as error:  # noqa: BLE001 — from Pillow's metadata writers: retried without them
-        if not stored:
-            raise
-        failure = error
     profile_only = {key: value for key, value in stored.items() if key == "icc_profile"}
-    for kept in [profile_only, {}] if profile_only and profile_only != stored else [{}]:
+    attempts = [stored] + [kept for kept in (profile_only, {}) if kept != stored and (kept or stored)]
+    failure: Exception | None = None  # the first attempt's, which the warning names
+    for number, kept in enumerate(attempts):
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", AecWarning)  # said on the first attempt
+                if number:
+                    warnings.simplefilter("ignore", AecWarning)  # said on the first attempt
                 data = _encoded(image, image_format, options, kept)
-        except Exception:  # noqa: BLE001
-            if not kept:
+        except Exception as error:  # noqa: BLE001 — Pillow's metadata writers; the next attempt leaves more out
+            if kept is attempts[-1]:
                 raise
+            failure = failure or error
             continue
-        left_out = [metadata.NAMES[key] for key in stored if key not in kept]
-        one = len(left_out) == 1
-        warnings.warn(
-            f"the file's {metadata.listed(left_out)} {'is' if one else 'are'} not written: Pillow failed on "
-            f"{'it' if one else 'them'} ({failure})",
-            AecWarning,
-            stacklevel=3,
-        )
+        if number:
+            left_out = [metadata.NAMES[key] for key in stored if key not in kept]
+            one = len(left_out) == 1
+            warnings.warn(
+                f"the file's {metadata.listed(left_out)} {'is' if one else 'are'} not written: Pillow failed on "
+                f"{'it' if one else 'them'} ({failure})",
+                AecWarning,
+                stacklevel=3,
+            )
         return data
-    raise AssertionError("the last attempt, without metadata, returns or raises")
+    raise AssertionError("the last attempt returns or raises")
 
 
 def _encoded(image: Image.Image, image_format: str, options: dict[str, object], kept: dict[str, bytes]) -> bytes:
@@ -576,7 +549,8 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def _metadata_note(header: container.Header) -> str:
-    """What of a file's bytes is metadata, for eval's table: '  (bytes include …)' or ''."""
+    """What of a file's bytes is metadata, for eval's table and --target-bpp's warning:
+    '  (bytes include …)' or ''."""
     held = [
         f"{len(getattr(header, key))} bytes of {name}" for key, name in metadata.NAMES.items() if getattr(header, key)
     ]

@@ -15,6 +15,15 @@ class UnsupportedImageError(AecError):
     """An input image aecodec cannot encode without losing information."""
 
 
+class MetadataError(AecError, ValueError):
+    """An ICC profile, EXIF or XMP given to the encoder cannot be stored; `kind` says which
+    ('icc', 'exif' or 'xmp'). What an image carries itself is dropped with a warning instead."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class WeightsError(AecError):
     """Weights are missing, unknown or do not match their model card."""
 

@@ -39,10 +39,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from codec import container
-from codec.errors import AecWarning, UnsupportedImageError
+from codec.errors import AecWarning, MetadataError, UnsupportedImageError
 
 ImageLike = Image.Image | np.ndarray
 GRAY, RGB = "L", "RGB"
@@ -103,6 +103,35 @@ def _colour_key_in_8_bits(image: Image.Image, raw_modes: str) -> int | tuple[int
     return key
 
 
+ORIENTATION_TAG = 0x0112
+# How to turn pixels of each EXIF orientation upright (Exif 2.3, tag 0x0112; ImageOps.exif_transpose's table).
+TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def orientation(image: ImageLike, warn: bool = False) -> int:
+    """The orientation, 1..8, that the encoder turns `image` upright by: its EXIF orientation,
+    else its XMP's, as Pillow reads them (`Image.getexif`); 1 for a numpy array, for none, for an
+    invalid value, and for metadata Pillow cannot parse (with a warning if `warn`)."""
+    if not isinstance(image, Image.Image):
+        return 1
+    try:
+        value = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception as error:  # noqa: BLE001 — Pillow parsing damaged EXIF/XMP: the pixels are still good
+        if warn:
+            message = f"the image's orientation cannot be read ({error}): its pixels are coded as stored"
+            warnings.warn(message, AecWarning, stacklevel=3)
+        return 1
+    return next((turn for turn in TRANSPOSES if value == turn), 1)  # == also matches 6.0 or a rational 6/1
+
+
 def check_size(width: int, height: int) -> None:
     """Refuse an image larger than the container can describe."""
     if width > container.MAX_DIMENSION or height > container.MAX_DIMENSION or width * height > container.MAX_PIXELS:
@@ -116,7 +145,8 @@ def colour_profile(image: ImageLike, mode: str, icc_profile: bytes | None = None
     """The ICC profile to store with `image` coded in `mode` ('L' or 'RGB'): `icc_profile` if
     given (it describes the pixels as coded; for a numpy array it is the only source), else a PIL
     image's embedded profile; b"" for none, an sRGB one, a CMYK one (`to_array` has converted the
-    pixels to sRGB through it) or one that cannot be kept (with a warning)."""
+    pixels to sRGB through it) or an embedded one that cannot be kept (with a warning). A given
+    profile that cannot be kept is a MetadataError: it was asked for."""
     if icc_profile is not None:
         icc = icc_profile
     elif isinstance(image, Image.Image):
@@ -125,12 +155,14 @@ def colour_profile(image: ImageLike, mode: str, icc_profile: bytes | None = None
         icc = b""
     if not icc:
         return b""
-    consequence = "the pixels are coded as stored and will display as sRGB"
     if len(icc) > container.MAX_PROFILE_BYTES:
-        return _dropped_profile(f"it is larger than {container.MAX_PROFILE_BYTES} bytes", consequence)
-    problem = profile_problem(icc, mode)
-    if problem:
-        return _dropped_profile(problem, consequence)
+        why = f"it is larger than {container.MAX_PROFILE_BYTES} bytes"
+    else:
+        why = profile_problem(icc, mode)
+    if why and icc_profile is not None:
+        raise MetadataError("icc", f"ICC profile not kept ({why})")
+    if why:
+        return _dropped_profile(why, "the pixels are coded as stored and will display as sRGB")
     return b"" if is_srgb(icc) else bytes(icc)
 
 
@@ -192,8 +224,9 @@ def _dropped_profile(why: str, consequence: str) -> bytes:
     return b""
 
 
-def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
-    """An (H, W, 3) uint8 array and the colour mode ('L' or 'RGB') to decode to."""
+def to_array(image: ImageLike, turn: int | None = None) -> tuple[np.ndarray, str]:
+    """An (H, W, 3) uint8 array and the colour mode ('L' or 'RGB') to decode to. A PIL image is
+    turned upright by orientation `turn` (1..8; by default its own, `orientation`)."""
     if isinstance(image, np.ndarray):
         return _array_from_numpy(image)
     if not isinstance(image, Image.Image):
@@ -202,14 +235,10 @@ def to_array(image: ImageLike) -> tuple[np.ndarray, str]:
         raise UnsupportedImageError("image has no pixels")
     if image.info.get("aecodec.16bit"):
         warnings.warn("16-bit image reduced to 8 bits per sample", AecWarning, stacklevel=2)
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception as error:  # noqa: BLE001 — Pillow parsing damaged EXIF/XMP: the pixels are still good
-        warnings.warn(
-            f"the image's orientation cannot be read ({error}): its pixels are coded as stored",
-            AecWarning,
-            stacklevel=2,
-        )
+    if turn is None:
+        turn = orientation(image, warn=True)
+    if turn in TRANSPOSES:
+        image = image.transpose(TRANSPOSES[turn])
     mode = image.mode
     if mode in ("1", "L", "RGB", "I", "I;16") and "transparency" in image.info:  # a colour key (PNG tRNS)
         key = np.asarray(image.info.get("aecodec.colour_key", image.info["transparency"]))

@@ -1,32 +1,34 @@
 """What travels with the pixels: the ICC profile, EXIF and XMP, as avifenc and cjxl keep them.
 
 A camera photo's EXIF (date, camera, exposure, GPS) and XMP (ratings, keywords,
-rights) are kept by default, as avifenc and cjxl keep them, and `strip` drops
-any of the three kinds (the CLI's --ignore-icc, --ignore-exif, --ignore-xmp,
-avifenc's flags). What is kept:
+rights) are kept by default, as avifenc and cjxl keep them; `strip` leaves any
+of the three kinds out (the CLI's --ignore-icc, --ignore-exif, --ignore-xmp,
+avifenc's flags), and bytes given to `collect` replace a PIL image's own (the
+CLI's --icc, --exif, --xmp FILE, avifenc's too; a numpy array has no others).
+What is kept:
 
 * ICC profile: see `codec.image.colour_profile` (sRGB ones are not stored).
-* EXIF: the TIFF-structured bytes of a PIL image's info["exif"] (byte-order
-  mark first, as in PNG's eXIf chunk; the "Exif\\0\\0" prefix of JPEG's APP1
-  segment is removed), or of ImageMagick's PNG text "Raw profile type exif".
-  A TIFF input's own tags are not EXIF in this sense and are not kept.
+* EXIF: TIFF-structured bytes (byte-order mark first, as in PNG's eXIf chunk;
+  the "Exif\\0\\0" prefix of JPEG's APP1 segment is removed): a PIL image's
+  info["exif"], or ImageMagick's PNG text "Raw profile type exif". A TIFF
+  input's own tags are not EXIF in this sense and are not kept.
 * XMP: the packet, as UTF-8 bytes.
 
-Orientation. The encoder turns a PIL image's pixels upright by the orientation
-Pillow reads (`ImageOps.exif_transpose`: EXIF's, else XMP's), as any viewer
-would show them. When it did turn them, every orientation the stored EXIF and
-XMP state is rewritten to 1, in place and nothing else: maker notes and
-thumbnail stay byte for byte (the thumbnail, and EXIF's pixel dimensions, keep
-the original orientation). EXIF whose orientation cannot be rewritten in place
-(an odd field type) is dropped with a warning rather than stored to turn the
-image twice. Bytes given to `collect` (a numpy array's metadata, or a
-replacement for a PIL image's own, as avifenc's --icc/--exif/--xmp) describe
-the pixels as coded, so they are kept as given, orientation included.
+Orientation. The encoder turns a PIL image's pixels upright by its orientation
+(`codec.image.orientation`: EXIF's, else XMP's, as Pillow reads them), as any
+viewer would show them. When it turned them, every orientation the stored EXIF
+and XMP state, given or the image's own, is rewritten to 1, in place and
+nothing else: maker notes and thumbnail stay byte for byte (the thumbnail, and
+EXIF's pixel dimensions, keep the original orientation). EXIF whose orientation
+cannot be rewritten in place (an odd field type) is not stored, rather than
+stored to turn the image twice. A numpy array is coded as given, so its EXIF
+and XMP are kept as given, orientation included.
 
-Anything that cannot be kept (EXIF whose first IFD does not fit its bytes, XMP
-that is not UTF-8, more than `container.MAX_METADATA_BYTES`) is dropped with a
-warning, never stored half-right. The decoder checks the same way before
-attaching what a file holds to the decoded image (`usable`).
+What cannot be kept (EXIF whose first IFD does not fit its bytes, XMP that is
+not UTF-8, more than `container.MAX_METADATA_BYTES`) is never stored half-right:
+an image's own is dropped with a warning, and bytes given for it are a
+`MetadataError`, since they were asked for. The decoder checks the same way
+before attaching what a file holds to the decoded image (`usable`).
 """
 
 from __future__ import annotations
@@ -40,15 +42,18 @@ from dataclasses import dataclass
 from PIL import Image
 
 from codec import container
-from codec.errors import AecWarning
-from codec.image import ImageLike, colour_profile, profile_problem
+from codec.errors import AecWarning, MetadataError
+from codec.image import ORIENTATION_TAG, ImageLike, colour_profile, profile_problem
 
+FIELDS = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}  # kinds (`strip`, the CLI's options) → Metadata fields
 NAMES = {"icc_profile": "ICC profile", "exif": "EXIF", "xmp": "XMP"}  # Metadata's fields, as users read them
-KINDS = {"icc": "icc_profile", "exif": "exif", "xmp": "xmp"}  # what `strip` and the CLI's --ignore-* name
+LIMITS = {
+    "icc_profile": container.MAX_PROFILE_BYTES,
+    "exif": container.MAX_METADATA_BYTES,
+    "xmp": container.MAX_METADATA_BYTES,
+}
 EXIF_PREFIX = b"Exif\x00\x00"  # before the TIFF structure in JPEG's APP1 and in Pillow's info["exif"]
-ORIENTATION_TAG = 0x0112
-TURNING_ORIENTATIONS = (2, 3, 4, 5, 6, 7, 8)  # those exif_transpose turns the pixels by
-_INTEGER_TYPES = {3: "H", 4: "I", 8: "h", 9: "i"}  # TIFF SHORT, LONG, SSHORT, SLONG, as struct formats
+_INTEGER_TYPES = {1: "B", 3: "H", 4: "I", 6: "b", 8: "h", 9: "i"}  # TIFF (S)BYTE, SHORT, LONG, SSHORT, SLONG
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*(?:=\s*[\"']|>)\s*)[0-9]+")
 
 
@@ -73,78 +78,87 @@ def listed(names: Iterable[str]) -> str:
 def collect(
     image: ImageLike,
     mode: str,
+    turned: bool = False,
     icc_profile: bytes | None = None,
-    exif: bytes | None = None,
+    exif: bytes | Image.Exif | None = None,
     xmp: bytes | str | None = None,
     strip: Collection[str] = (),
 ) -> Metadata:
-    """The metadata to store with `image` coded in `mode`. Each of `icc_profile`, `exif` and `xmp`
-    that is given is kept as given (a numpy array has no other source; for a PIL image it
-    replaces the image's own, as avifenc's --icc/--exif/--xmp do). Otherwise a PIL image's own
-    (its ICC profile, info["exif"], info["xmp"]) are kept, with orientation 1 if the encoder
-    turned its pixels upright. `strip` names kinds not to keep ('icc', 'exif', 'xmp')."""
-    unknown = set(strip) - set(KINDS)
+    """The metadata to store with `image`, coded in `mode` after being `turned` upright (by
+    `codec.image.orientation`). `icc_profile`, `exif`, `xmp`: bytes to store instead of a PIL
+    image's own (b"": none); for a numpy array, the only source. `strip`: kinds to leave out
+    ('icc', 'exif', 'xmp'). Raises MetadataError for given bytes that cannot be stored."""
+    given = {"icc": icc_profile, "exif": exif, "xmp": xmp}
+    unknown = set(strip) - set(FIELDS)
     if unknown:
-        raise ValueError(f"unknown metadata kinds {sorted(unknown)}; choose from {', '.join(KINDS)}")
-    given = {"exif": exif, "xmp": xmp}
-    own: dict[str, object] = {}
-    turned = False
-    if isinstance(image, Image.Image):
-        own = {"exif": _own_exif(image.info), "xmp": image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")}
-        turned = _turned(image)
-    kept = {}
-    for kind, keep in (("exif", _kept_exif), ("xmp", _kept_xmp)):
-        data = given[kind] if given[kind] is not None else own.get(kind)
-        kept[kind] = keep(data, turned and given[kind] is None) if data and kind not in strip else b""
-    icc = b"" if "icc" in strip else colour_profile(image, mode, icc_profile)
-    return Metadata(icc_profile=icc, **kept)
+        raise ValueError(f"unknown metadata kinds {sorted(unknown)}; choose from {', '.join(FIELDS)}")
+    both = [kind for kind in strip if given[kind] is not None]
+    if both:
+        raise ValueError(f"{listed(both)} both given and stripped")
+    info = image.info if isinstance(image, Image.Image) else {}
+    if exif is None and "exif" not in strip:
+        exif = _own_exif(info)
+    elif exif is not None:
+        exif = _given_bytes("exif", exif)
+    if xmp is None and "xmp" not in strip:
+        xmp = _own_xmp(info)
+    elif xmp is not None:
+        xmp = _given_bytes("xmp", xmp)
+    return Metadata(
+        icc_profile=b"" if "icc" in strip else colour_profile(image, mode, icc_profile),
+        exif=_kept("exif", exif, turned, given=given["exif"] is not None) if exif and "exif" not in strip else b"",
+        xmp=_kept("xmp", xmp, turned, given=given["xmp"] is not None) if xmp and "xmp" not in strip else b"",
+    )
 
 
-def _turned(image: Image.Image) -> bool:
-    """Whether `to_array` turned the pixels: by the orientation exif_transpose reads."""
-    try:
-        return image.getexif().get(ORIENTATION_TAG, 1) in TURNING_ORIENTATIONS
-    except Exception:  # noqa: BLE001 — damaged EXIF/XMP, which to_array could not turn by either
-        return False
+def _given_bytes(kind: str, data: object) -> bytes:
+    if isinstance(data, Image.Exif):
+        return data.tobytes()
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"{kind} must be bytes, got {type(data).__name__}")
 
 
-def _own_exif(info: dict) -> object:
+def _own_exif(info: dict) -> bytes | None:
     """A PIL image's EXIF: info["exif"], else ImageMagick's PNG text "Raw profile type exif" (a
     header line, a length line, then hex digits), which Pillow reads the orientation from too."""
-    if "exif" in info or "Raw profile type exif" not in info:
-        return info.get("exif")
+    exif = info.get("exif")
+    if isinstance(exif, Image.Exif):  # set by hand, as Pillow's save accepts it
+        return exif.tobytes()
+    if exif is not None or "Raw profile type exif" not in info:
+        return exif if isinstance(exif, bytes | None) else _dropped("EXIF", f"it is of type {type(exif).__name__}")
     try:
         return bytes.fromhex("".join(str(info["Raw profile type exif"]).split("\n")[3:]))
     except ValueError:
         return _dropped("EXIF", "ImageMagick's hex text of it cannot be read")
 
 
-def _kept_exif(exif: object, turned: bool) -> bytes:
-    if not isinstance(exif, bytes | bytearray):
-        return _dropped("EXIF", f"it is a {type(exif).__name__}, not bytes")
-    exif = bytes(exif).removeprefix(EXIF_PREFIX).removeprefix(EXIF_PREFIX)  # Pillow too accepts a doubled one
-    why = problem("exif", exif)
-    if why:
-        return _dropped("EXIF", why)
-    if not turned:
-        return exif
-    upright = upright_exif(exif)
-    if _orientation(upright) not in (None, 1):
-        return _dropped("EXIF", "its orientation is stored in a way that cannot be set to 1 in place")
-    return upright
-
-
-def _kept_xmp(xmp: object, turned: bool) -> bytes:
-    if isinstance(xmp, str):  # Pillow < 13 gives PNG text: iTXt chunks are UTF-8, tEXt and zTXt Latin-1
+def _own_xmp(info: dict) -> bytes | None:
+    """A PIL image's XMP: info["xmp"], or Pillow < 13's PNG text "XML:com.adobe.xmp" (iTXt chunks
+    are UTF-8; tEXt and zTXt ones are read as Latin-1, so encoding them back gives their bytes)."""
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
         from PIL.PngImagePlugin import iTXt
 
-        xmp = xmp.encode("utf-8" if isinstance(xmp, iTXt) else "latin-1", "replace")
-    if not isinstance(xmp, bytes | bytearray):
-        return _dropped("XMP", f"it is a {type(xmp).__name__}, not text")
-    why = problem("xmp", bytes(xmp))
-    if why:
-        return _dropped("XMP", why)
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp) if turned else bytes(xmp)
+        return xmp.encode("utf-8" if isinstance(xmp, iTXt) else "latin-1", "replace")
+    return xmp if isinstance(xmp, bytes | None) else _dropped("XMP", f"it is of type {type(xmp).__name__}")
+
+
+def _kept(kind: str, data: bytes, turned: bool, given: bool) -> bytes:
+    """EXIF or XMP as stored, orientation 1 if `turned`; b"" (with a warning) or a MetadataError
+    (for `given` bytes) if it cannot be stored."""
+    if kind == "exif":
+        data = data.removeprefix(EXIF_PREFIX).removeprefix(EXIF_PREFIX)  # Pillow too accepts a doubled one
+    why = problem(kind, data)
+    if not why and turned:
+        data = upright_exif(data) if kind == "exif" else _XMP_ORIENTATION.sub(rb"\g<1>1", data)
+        if kind == "exif" and _orientation(data) not in (None, 1):
+            why = "its orientation is stored in a way that cannot be set to 1 in place"
+    if why and given:
+        raise MetadataError(kind, f"{NAMES[kind]} not kept ({why})")
+    return _dropped(NAMES[kind], why) if why else data
 
 
 def _dropped(what: str, why: str) -> bytes:
@@ -153,11 +167,15 @@ def _dropped(what: str, why: str) -> bytes:
 
 
 def _orientation(exif: bytes) -> object:
-    """The orientation Pillow reads from TIFF-structured EXIF (None if there is none)."""
+    """The orientation Pillow reads from TIFF-structured EXIF (None if there is none; the string
+    'unreadable' if Pillow cannot parse it)."""
     tags = Image.Exif()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's own complaints about damaged entries
-        tags.load(EXIF_PREFIX + exif)
+        try:
+            tags.load(EXIF_PREFIX + exif)
+        except Exception:  # noqa: BLE001 — whatever Pillow's parser trips on
+            return "unreadable"
     return tags.get(ORIENTATION_TAG)
 
 
@@ -205,8 +223,8 @@ def upright_exif(exif: bytes) -> bytes:
     order, offset, count = layout
     patched = bytearray(exif)
     for entry in range(offset + 2, offset + 2 + 12 * count, 12):
-        tag, field_type, values = struct.unpack_from(order + "HHI", exif, entry)
-        if tag == ORIENTATION_TAG and field_type in _INTEGER_TYPES and values == 1:
+        tag, field_type, count = struct.unpack_from(order + "HHI", exif, entry)
+        if tag == ORIENTATION_TAG and field_type in _INTEGER_TYPES and count == 1:
             struct.pack_into(order + _INTEGER_TYPES[field_type], patched, entry + 8, 1)
     return bytes(patched)
 

@@ -263,6 +263,9 @@ def test_encode_stores_the_icc_exif_and_xmp_files_it_is_given_instead_of_the_inp
     assert not (tmp_path / "junk.aec").exists()
     assert main(["encode", str(source), str(tmp_path / "x.aec"), "--xmp", str(tmp_path / "xmp"), "--ignore-xmp"]) == 2
     assert main(["encode", str(source), str(tmp_path / "x.aec"), "--xmp", str(tmp_path / "missing")]) == 1
+    (tmp_path / "empty").write_bytes(b"")
+    assert main(["encode", str(source), str(tmp_path / "x.aec"), "--exif", str(tmp_path / "empty")]) == 1
+    assert "empty (--ignore-exif leaves the input's EXIF out)" in capsys.readouterr().err
     assert not (tmp_path / "x.aec").exists()
 
 

@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 import codec
 from codec import api, container, weights
-from codec.errors import AecWarning, UnsupportedImageError
+from codec.errors import AecWarning, MetadataError, UnsupportedImageError
 from codec.image import open_image, pad, to_array
 from codec.models import ARCHITECTURES, PAD_MULTIPLE
 from codec.tiling import to_uint8
@@ -314,8 +314,8 @@ def test_a_numpy_array_s_colour_profile_is_passed_in_and_travels_with_the_file(t
     assert codec.read_header(data).icc_profile == profile
     assert codec.decode(data).info["icc_profile"] == profile
     assert codec.read_header(codec.encode(array)).icc_profile == b""
-    with pytest.warns(AecWarning, match="ICC profile not kept"):  # checked as an embedded one is
-        assert codec.read_header(codec.encode(array, icc_profile=icc_profile(gray=True))).icc_profile == b""
+    with pytest.raises(MetadataError, match="ICC profile not kept"):  # checked as an embedded one is: asked for
+        codec.encode(array, icc_profile=icc_profile(gray=True))
     embedded = _png(Image.fromarray(array), icc_profile=icc_profile("Embedded", gamma=2.2))
     assert codec.read_header(codec.encode(embedded, icc_profile=profile)).icc_profile == profile  # replaced
 

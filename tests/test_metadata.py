@@ -9,7 +9,7 @@ from PIL import Image
 
 import codec
 from codec import container, metadata
-from codec.errors import AecWarning
+from codec.errors import AecWarning, MetadataError
 from codec.image import open_image
 from tests.conftest import XMP, camera_exif, parsed, synthetic_image
 
@@ -93,7 +93,7 @@ def test_xmp_that_pillow_reads_as_text_or_numbers_is_kept_right_or_dropped():
     tiff.info["exif"] = metadata.EXIF_PREFIX + camera_exif(1)  # read first: Pillow looks at no XMP
     tiff.info["xmp"] = 5000  # a TIFF's tag 700 typed LONG
     image = tiff
-    with pytest.warns(AecWarning, match="XMP not kept .it is a int, not text"):
+    with pytest.warns(AecWarning, match="XMP not kept .it is of type int"):
         assert metadata.collect(image, "RGB").xmp == b""
 
 
@@ -107,7 +107,7 @@ def test_strip_drops_each_kind_it_names(tiny_weights):
         header = codec.read_header(codec.encode(image, strip=[kind]))
         assert getattr(header, field) == b""
         assert all(getattr(header, other) for other in ("icc_profile", "exif", "xmp") if other != field)
-    nothing = codec.read_header(codec.encode(image, strip=metadata.KINDS))
+    nothing = codec.read_header(codec.encode(image, strip=list(metadata.FIELDS)))
     assert (nothing.icc_profile, nothing.exif, nothing.xmp) == (b"", b"", b"")
     assert (nothing.width, nothing.height) == (24, 40)  # stripping EXIF still turns the pixels upright
     with pytest.raises(ValueError, match="unknown metadata kinds"):
@@ -120,13 +120,41 @@ def test_a_numpy_array_s_exif_and_xmp_are_passed_in(tiny_weights):
     assert header.exif == camera_exif() and header.xmp == XMP
 
 
-def test_exif_and_xmp_given_for_a_pil_image_replace_its_own_as_given(tiny_weights):
+def test_exif_and_xmp_given_for_a_pil_image_replace_its_own_upright_with_the_pixels(tiny_weights):
     image = camera_jpeg(exif=metadata.EXIF_PREFIX + camera_exif(6), xmp=XMP)
-    header = codec.read_header(codec.encode(image, exif=camera_exif(8), xmp=b"<x/>"))
+    header = codec.read_header(codec.encode(image, exif=camera_exif(6), xmp="<x>T\u014dky\u014d</x>"))
     assert (header.width, header.height) == (24, 40)  # turned by the image's own orientation
-    assert header.exif == camera_exif(8) and header.xmp == b"<x/>"  # what was given describes the coded pixels
-    header = codec.read_header(codec.encode(image, xmp=b"<x/>"))
-    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 1 and header.xmp == b"<x/>"
+    assert header.exif == metadata.upright_exif(camera_exif(6))  # the camera's EXIF, given as avifenc users do
+    assert header.xmp == "<x>T\u014dky\u014d</x>".encode()  # a caller's str is UTF-8
+    header = codec.read_header(codec.encode(image, xmp=b""))  # b"": none
+    assert parsed(header.exif)[metadata.ORIENTATION_TAG] == 1 and header.xmp == b""
+    with pytest.raises(ValueError, match="exif both given and stripped"):
+        codec.encode(image, exif=camera_exif(), strip=["exif"])
+
+
+def test_an_image_s_own_metadata_is_not_read_when_it_is_replaced_or_stripped(tiny_weights, recwarn):
+    from PIL import PngImagePlugin
+
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Raw profile type exif", "\nexif\n 8\nnot hex")
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_image(24, 40)).save(buffer, "PNG", pnginfo=chunks)
+    image = open_image(buffer.getvalue())
+    codec.encode(image, exif=camera_exif(1))
+    codec.encode(image, strip=["exif"])
+    assert not [w for w in recwarn if "EXIF not kept" in str(w.message)]
+
+
+def test_an_orientation_pillow_reads_turns_the_pixels_even_beside_tags_pillow_cannot_rewrite(tiny_weights):
+    exif = Image.Exif()
+    exif[metadata.ORIENTATION_TAG], exif[0x0131] = 6, "editor"
+    data = bytearray(exif.tobytes().removeprefix(metadata.EXIF_PREFIX))
+    software = data.index(struct.pack(">H", 0x0131), 8)
+    struct.pack_into(">H", data, software + 2, 11)  # Software typed FLOAT: Pillow's writer fails on it
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_image(24, 40)).save(buffer, "PNG", exif=bytes(data))
+    header = codec.read_header(codec.encode(open_image(buffer.getvalue())))
+    assert (header.width, header.height) == (24, 40) and metadata._orientation(header.exif) == 1
 
 
 @pytest.mark.parametrize(
@@ -140,10 +168,17 @@ def test_exif_and_xmp_given_for_a_pil_image_replace_its_own_as_given(tiny_weight
         ("xmp", b" " * (container.MAX_METADATA_BYTES + 1), "larger than"),
     ],
 )
-def test_metadata_that_cannot_be_kept_is_dropped_with_a_warning(tiny_weights, kind, data, why):
+def test_an_image_s_metadata_that_cannot_be_kept_is_dropped_with_a_warning_and_given_bytes_are_an_error(
+    tiny_weights, kind, data, why
+):
+    image = Image.fromarray(synthetic_image(16, 16))
+    image.info[kind] = data
     with pytest.warns(AecWarning, match=f"{kind.upper()} not kept \\(.*{why}"):
-        header = codec.read_header(codec.encode(synthetic_image(16, 16), **{kind: data}))
+        header = codec.read_header(codec.encode(image))
     assert getattr(header, kind) == b""
+    with pytest.raises(MetadataError, match=f"{kind.upper()} not kept \\(.*{why}") as refused:
+        codec.encode(synthetic_image(16, 16), **{kind: data})
+    assert refused.value.kind == kind and isinstance(refused.value, ValueError)
 
 
 def test_stored_metadata_that_fails_the_checks_is_not_attached_on_decode(tiny_weights):
@@ -180,8 +215,11 @@ def test_imagemagick_s_png_exif_text_is_kept_like_an_exif_chunk(tiny_weights):
         buffer = io.BytesIO()
         Image.fromarray(synthetic_image(24, 40)).save(buffer, "PNG", pnginfo=chunks)
         if expected is None:
-            with pytest.warns(AecWarning, match="EXIF not kept .ImageMagick's hex text"):
+            with pytest.warns(AecWarning) as record:
                 assert codec.read_header(codec.encode(open_image(buffer.getvalue()))).exif == b""
+            messages = [str(w.message) for w in record]
+            assert any(m.startswith("the image's orientation cannot be read") for m in messages)
+            assert any(m.startswith("EXIF not kept (ImageMagick's hex text") for m in messages)
             continue
         header = codec.read_header(codec.encode(open_image(buffer.getvalue())))
         assert (header.width, header.height) == (24, 40) and header.exif == metadata.upright_exif(expected)
