@@ -15,7 +15,7 @@ with warnings.catch_warnings():  # compressai uses torch.jit.script, deprecated 
 
 from codec.api import DEFAULT_MODEL, DEFAULT_QUALITY, decode, encode, lambda_for_quality, read_header
 from codec.container import Header
-from codec.errors import AecError, AecWarning, FormatError, UnsupportedImageError, WeightsError
+from codec.errors import AecError, AecWarning, FormatError, MetadataError, UnsupportedImageError, WeightsError
 
 __version__ = "0.6.0"
 
@@ -26,6 +26,7 @@ __all__ = [
     "AecWarning",
     "FormatError",
     "Header",
+    "MetadataError",
     "UnsupportedImageError",
     "WeightsError",
     "decode",
