@@ -145,6 +145,7 @@ def test_an_image_s_own_metadata_is_not_read_when_it_is_replaced_or_stripped(tin
     assert not [w for w in recwarn if "EXIF not kept" in str(w.message)]
 
 
+@pytest.mark.filterwarnings("ignore:Truncated File Read")  # Pillow, on the FLOAT entry
 def test_an_orientation_pillow_reads_turns_the_pixels_even_beside_tags_pillow_cannot_rewrite(tiny_weights):
     exif = Image.Exif()
     exif[metadata.ORIENTATION_TAG], exif[0x0131] = 6, "editor"
@@ -168,6 +169,7 @@ def test_an_orientation_pillow_reads_turns_the_pixels_even_beside_tags_pillow_ca
         ("xmp", b" " * (container.MAX_METADATA_BYTES + 1), "larger than"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data", "ignore:the image's orientation cannot be read")
 def test_an_image_s_metadata_that_cannot_be_kept_is_dropped_with_a_warning_and_given_bytes_are_an_error(
     tiny_weights, kind, data, why
 ):
