@@ -115,11 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help=".aec file, or - for stdout")
     p.add_argument("--coder", default="range", choices=CODERS, help="entropy coder (default %(default)s)")
     for kind, field in metadata.FIELDS.items():
+        upright = "" if kind == "icc" else "; its orientation is set to 1 if the pixels are turned upright"
         p.add_argument(
             f"--{kind}",
             metavar="FILE",
-            help=f"store this file as the {metadata.NAMES[field]}, instead of the input's (as avifenc's --{kind}); "
-            "an orientation in it is set to 1 if the pixels are turned upright",
+            help=f"store this file as the {metadata.NAMES[field]}, instead of the input's (as avifenc's --{kind}){upright}",
         )
     target = p.add_mutually_exclusive_group()
     target.add_argument("--target-bpp", type=float, help="search the rate for at most this many bits per pixel")
