@@ -16,6 +16,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -385,7 +386,10 @@ def _saved(image: Image.Image, image_format: str, options: dict[str, object]) ->
     metadata, with a warning."""
     stored = {key: image.info.pop(key) for key in metadata.NAMES if image.info.get(key)}
     profile_only = {key: value for key, value in stored.items() if key == "icc_profile"}
-    attempts = [stored] + [kept for kept in (profile_only, {}) if kept != stored and (kept or stored)]
+    attempts = [stored]
+    for fewer in (profile_only, {}):
+        if fewer != attempts[-1]:
+            attempts.append(fewer)
     failure: Exception | None = None  # the first attempt's, which the warning names
     for number, kept in enumerate(attempts):
         try:
@@ -399,16 +403,19 @@ def _saved(image: Image.Image, image_format: str, options: dict[str, object]) ->
             failure = failure or error
             continue
         if number:
-            left_out = [metadata.NAMES[key] for key in stored if key not in kept]
-            one = len(left_out) == 1
-            warnings.warn(
-                f"the file's {metadata.listed(left_out)} {'is' if one else 'are'} not written: Pillow failed on "
-                f"{'it' if one else 'them'} ({failure})",
-                AecWarning,
-                stacklevel=3,
-            )
+            _not_written([key for key in stored if key not in kept], f"Pillow failed on {{it}} ({failure})")
         return data
     raise AssertionError("the last attempt returns or raises")
+
+
+def _not_written(keys: Iterable[str], because: str) -> None:
+    """Warn that the file's metadata of `keys` (image.info's names) is not written, `because` (in
+    which "{it}" and "{one}" read "it" and "one" for one kind, "them" for several)."""
+    names = [metadata.NAMES[key] for key in keys]
+    one = len(names) == 1
+    reason = because.replace("{it}", "it" if one else "them").replace("{one}", "one" if one else "them")
+    message = f"the file's {metadata.listed(names)} {'is' if one else 'are'} not written: {reason}"
+    warnings.warn(message, AecWarning, stacklevel=4)
 
 
 def _encoded(image: Image.Image, image_format: str, options: dict[str, object], kept: dict[str, bytes]) -> bytes:
@@ -422,14 +429,7 @@ def _metadata_options(stored: dict[str, bytes], image_format: str, mode: str) ->
     file of `image_format` with pixels of `mode`; a warning names each one the format cannot hold."""
     keep = ", ".join(sorted(METADATA_FORMATS)).lower()
     if stored and image_format not in METADATA_FORMATS:
-        names = metadata.listed(metadata.NAMES[key] for key in stored)
-        one = len(stored) == 1
-        warnings.warn(
-            f"the file's {names} {'is' if one else 'are'} not written: {image_format} cannot hold "
-            f"{'one' if one else 'them'} (use {keep})",
-            AecWarning,
-            stacklevel=5,
-        )
+        _not_written(stored, f"{image_format} cannot hold {{one}} (use {keep})")
         return {}
     options: dict[str, object] = {}
     for key, value in stored.items():
