@@ -25,8 +25,9 @@ Across different CPUs the float transforms may still differ by a level on
 rare pixels; the entropy-decoded latents never do (codec/integer.py).
 
 Peak memory is set by the tile size, not the image: at the default 1024-pixel
-tiles and N=64 the largest activation is about 90 MB; the whole latent y and
-the 8-bit image are the only full-size arrays.
+tiles the largest activation is about 90 MB at N=64 (twice that at N=128, the
+shipped default since 0.7.0); the whole latent y and the 8-bit image are the
+only full-size arrays.
 """
 
 from __future__ import annotations
