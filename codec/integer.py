@@ -158,7 +158,7 @@ class IntegerSynthesis(nn.Module):
         for i, relu in enumerate(self.layer_kinds[:, 4].tolist()):
             layer = functools.partial(self._layer_on_rows, i, a)
             a = _in_bands(layer, a.shape[2], self._rows_per_input_row(i), self._margin(i))
-            a = torch.floor(a / 2.0 ** int(getattr(self, f"shift{i}")))
+            a = a.div_(2.0 ** int(getattr(self, f"shift{i}"))).floor_()  # in place: a is this layer's new output
             a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
 
@@ -214,7 +214,7 @@ class IntegerSynthesis(nn.Module):
 
     def indexes_of(self, scales: Tensor) -> Tensor:
         """int32 CDF-table indexes of fixed-point scales (part of this network's output)."""
-        return torch.bucketize(scales, self.thresholds.cpu().double(), right=False).int()
+        return torch.bucketize(scales, self.thresholds.cpu().double(), out_int32=True, right=False)
 
 
 def with_float_copies(state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -267,10 +267,12 @@ def _in_bands(
     band_rows = band_rows or BAND_ROWS
     if not upsampling or rows <= band_rows + 2 * margin:
         return layer(0, rows)
-    bands = []
+    out = None
     for top in range(0, rows, band_rows):
         start, stop = max(top - margin, 0), min(top + band_rows + margin, rows)
-        out = layer(start, stop)
-        keep = (top - start) * upsampling
-        bands.append(out[:, :, keep : keep + (min(top + band_rows, rows) - top) * upsampling])
-    return torch.cat(bands, dim=2)
+        band = layer(start, stop)
+        if out is None:  # filled in place: the bands and their concatenation are never held together
+            out = band.new_empty((*band.shape[:2], rows * upsampling, band.shape[3]))
+        keep, kept_rows = (top - start) * upsampling, (min(top + band_rows, rows) - top) * upsampling
+        out[:, :, top * upsampling : top * upsampling + kept_rows] = band[:, :, keep : keep + kept_rows]
+    return out

@@ -65,3 +65,23 @@ def test_index_out_of_range_is_rejected():
     tables = gaussian_like_tables()
     with pytest.raises(entropy.EntropyDecodeError):
         entropy.decode(b"\0\0\0\0", np.array([3]), tables, "range")
+
+
+@pytest.mark.parametrize("coder", entropy.CODERS)
+@pytest.mark.parametrize("layout", ["shuffled", "channel-major", "one table unused"])
+def test_coding_in_chunks_gives_the_same_stream_and_symbols(coder, layout, monkeypatch):
+    tables = gaussian_like_tables()
+    rng = np.random.default_rng(2)
+    indexes = rng.integers(0, 3, size=1000).astype(np.int32)
+    if layout == "channel-major":
+        indexes = np.sort(indexes)
+    elif layout == "one table unused":
+        indexes[indexes == 1] = 2
+    symbols = np.round(rng.normal(0, 4, size=1000)).astype(np.int32)
+    symbols[::31] = rng.integers(-(2**30), 2**30, size=symbols[::31].shape)  # escapes in every chunk
+    whole = entropy.encode(symbols, indexes, tables, coder)
+    monkeypatch.setattr(entropy, "CHUNK", 7)
+    assert entropy.encode(symbols, indexes, tables, coder) == whole
+    decoded = entropy.decode(whole, indexes, tables, coder)
+    assert decoded.dtype == np.int32
+    np.testing.assert_array_equal(decoded, symbols)

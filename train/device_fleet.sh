@@ -32,7 +32,8 @@ OUT=${OUT:-/tmp/out}; RUNS=${RUNS:-/tmp/runs}; PACK=/tmp/fleet
 [ -f "$JOBS" ] || { echo "no job file $JOBS"; exit 2; }
 mkdir -p "$OUT" "$RUNS"; rm -rf "$PACK"; mkdir -p "$PACK/fleet"
 # LOCAL=1: a dry run on this machine, whose packages are installed; a warm machine keeps /tmp/site
-if [ -z "${LOCAL:-}" ] && [ ! -d /tmp/site/compressai ]; then
+# (reinstalled when a package that training imports is missing there, e.g. after a start without every wheel)
+if [ -z "${LOCAL:-}" ] && ! PYTHONPATH=/tmp/site python3 -c "import compressai, pytorch_msssim" 2> /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 fi
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1

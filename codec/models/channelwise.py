@@ -185,7 +185,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             symbols = entropy.decode(stream, indexes.numpy(), self.tables("y"), coder, terminated)
             support.append(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]).double() * _ONE + means)
         for k, fixed_point in enumerate(support):  # in place: each float64 tensor is freed once converted
-            support[k] = (fixed_point / _ONE).float()
+            support[k] = fixed_point.div_(_ONE).float()
         del fixed_point
         return self._with_residual_prediction(support)
 
