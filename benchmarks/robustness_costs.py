@@ -117,7 +117,7 @@ def channelwise_integer_path_cost(images: list[Path], model: str = "minnen2020-c
                     indexes = net.gaussian_conditional.build_indexes(scales)
                     size += len(entropy.encode(symbols.int().numpy(), indexes.numpy(), net.tables("y")))
                     support.append(symbols + means)
-                y_hat_float = net._with_residual_prediction(support)
+                y_hat_float = net._with_residual_prediction(support[0], torch.cat(support[1:], dim=1))
                 for y_hat, kind, nbytes in ((y_hat_float, "float", size), (y_hat_integer, "integer", None)):
                     decoded = tiling.synthesis(net.g_s, net.ungained(y_hat, lmbda), *reference.shape[:2])
                     nbytes = nbytes if nbytes is not None else sum(len(stream) for stream in streams)

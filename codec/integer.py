@@ -24,7 +24,8 @@ is measured by benchmarks/robustness_costs.py):
   stay below 2^53 (activations are clamped to ±2^`ACTIVATION_BITS`), so every
   addition is exact and the result does not depend on the summation order;
   it is then floored back to 2^F (division by a power of two is exact), and
-  ReLU is a comparison;
+  ReLU is a comparison; between layers the activations are held as int32
+  (they are integers within ±2^28), half the memory of float64;
 * the index of an element is the number of stored integer thresholds
   floor(scale_table[i]·2^F) (i < K−1) below its integer scale, which is
   compressai's `build_indexes` rule on the fixed-point scale.
@@ -38,8 +39,9 @@ The networks run on the CPU whatever the model's device: they work at 1/64
 to the transforms, and CPU float64 convolution is plain multiply–add (no
 Winograd or FFT algorithms that would introduce non-integer intermediates).
 Each layer runs in bands of rows (`BAND_ROWS`), so huge images never unfold a
-whole float64 activation at once, and a network of 'same' convolutions runs
-whole bands at a time (`run_concatenated`); the integers are the same either way.
+whole float64 activation at once (only a band is float64), and a network of
+'same' convolutions runs whole bands at a time (`run_concatenated`); the
+integers are the same either way.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ WEIGHT_BITS = 13
 MIN_WEIGHT_BITS = 9
 ACTIVATION_BITS = 28
 _LIMIT = float(1 << ACTIVATION_BITS)
+_INT_LIMIT = 1 << ACTIVATION_BITS
 BAND_ROWS = 32  # input rows per band of a layer (bounds float64 im2col buffers on huge images)
 
 
@@ -148,18 +151,21 @@ class IntegerSynthesis(nn.Module):
         return self.layer_kinds.numel() > 0
 
     def forward(self, z_symbols: Tensor) -> Tensor:
-        """The fixed-point output (units of 2^-F) for integer hyper-latent symbols (1, C, h, w)."""
+        """The fixed-point output (int32, units of 2^-F) for integer hyper-latent symbols (1, C, h, w)."""
         a = z_symbols.detach().cpu().double().clamp(-_LIMIT, _LIMIT) * 2.0**FRACTION_BITS
         return self.run(a + self.input_offset.cpu().double().view(1, -1, 1, 1))
 
     def run(self, a: Tensor) -> Tensor:
-        """The fixed-point output for a fixed-point input: float64 tensors holding integers (units of 2^-F)."""
-        a = a.detach().cpu().double().clamp(-_LIMIT, _LIMIT)
-        for i, relu in enumerate(self.layer_kinds[:, 4].tolist()):
+        """The int32 fixed-point output for a fixed-point input (integers, units of 2^-F, in an int32 or
+        float tensor), saturated at ±2^`ACTIVATION_BITS` like every activation."""
+        a = a.detach().cpu()
+        if a.dtype == torch.int32:
+            a = a.clamp(-_INT_LIMIT, _INT_LIMIT)
+        else:
+            a = a.double().clamp(-_LIMIT, _LIMIT).to(torch.int32)
+        for i in range(self.num_layers):
             layer = functools.partial(self._layer_on_rows, i, a)
             a = _in_bands(layer, a.shape[2], self._rows_per_input_row(i), self._margin(i))
-            a = a.div_(2.0 ** int(getattr(self, f"shift{i}"))).floor_()  # in place: a is this layer's new output
-            a = a.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT)
         return a
 
     def run_concatenated(self, parts: list[Tensor], band_rows: int | None = None) -> Tensor:
@@ -197,7 +203,11 @@ class IntegerSynthesis(nn.Module):
         return (stride if transposed else 1) if same else 0
 
     def _layer_on_rows(self, i: int, a: Tensor, start: int, stop: int) -> Tensor:
-        return self._layer(i, a[:, :, start:stop])
+        """Layer i on input rows start..stop: its exact sums, floored back to 2^-F, ReLU, saturation."""
+        out = self._layer(i, a[:, :, start:stop].double())
+        out = out.div_(2.0 ** int(getattr(self, f"shift{i}"))).floor_()
+        relu = bool(self.layer_kinds[i, 4])
+        return out.clamp_(min=0.0 if relu else -_LIMIT, max=_LIMIT).to(torch.int32)
 
     def _layer(self, i: int, a: Tensor) -> Tensor:
         """Layer i's integer weighted sum (before its power-of-two rescaling)."""
@@ -214,7 +224,12 @@ class IntegerSynthesis(nn.Module):
 
     def indexes_of(self, scales: Tensor) -> Tensor:
         """int32 CDF-table indexes of fixed-point scales (part of this network's output)."""
-        return torch.bucketize(scales, self.thresholds.cpu().double(), out_int32=True, right=False)
+        thresholds = self.thresholds.cpu()
+        if scales.is_floating_point():
+            thresholds = thresholds.double()
+        else:  # same dtype as the scales, or bucketize converts them: thresholds above 2^28 count alike
+            thresholds = thresholds.clamp(-_INT_LIMIT - 1, _INT_LIMIT + 1).to(scales.dtype)
+        return torch.bucketize(scales, thresholds, out_int32=True, right=False)
 
 
 def with_float_copies(state: dict[str, Tensor]) -> dict[str, Tensor]:

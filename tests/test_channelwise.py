@@ -13,7 +13,7 @@ from codec import api, container, integer, tiling, weights
 from codec.errors import WeightsError
 from codec.image import pad
 from codec.integer import FRACTION_BITS, with_float_copies
-from codec.models import PAD_MULTIPLE
+from codec.models import PAD_MULTIPLE, channelwise
 from codec.models.channelwise import NUM_SLICES
 from tests.conftest import natural_image, synthetic_image
 from train.train import main as train_main
@@ -47,7 +47,7 @@ def test_decoded_latent_is_symbols_plus_exact_means_plus_bounded_residual_predic
 def test_slice_parameters_are_fixed_point_and_independent_of_threads(tiny_weights):
     net = weights.load(api.select_rate_point(MODEL, 50))
     z = torch.randint(-6, 7, (1, net.N, 5, 7)).float()
-    previous_slice = torch.randint(-20, 21, (1, net.slice_channels, 20, 28)).double() * 2**FRACTION_BITS
+    previous_slice = torch.randint(-20, 21, (1, net.slice_channels, 20, 28), dtype=torch.int32) * 2**FRACTION_BITS
     before = torch.get_num_threads()
     results = []
     try:
@@ -59,7 +59,7 @@ def test_slice_parameters_are_fixed_point_and_independent_of_threads(tiny_weight
         torch.set_num_threads(before)
     (indexes_1, means_1), (indexes_2, means_2) = results
     assert torch.equal(indexes_1, indexes_2) and torch.equal(means_1, means_2)
-    assert torch.equal(means_1, means_1.round())
+    assert indexes_1.dtype == means_1.dtype == torch.int32
 
 
 def test_slice_networks_give_the_same_integers_in_row_bands_as_in_one_piece(tiny_weights, monkeypatch):
@@ -72,6 +72,19 @@ def test_slice_networks_give_the_same_integers_in_row_bands_as_in_one_piece(tiny
     assert torch.equal(net.entropy_parameters_integer[2].run_concatenated(parts), whole)  # BAND_ROWS = 5
     for band_rows in (1, 3, 7, 40, 64):
         assert torch.equal(net.entropy_parameters_integer[2].run_concatenated(parts, band_rows), whole), band_rows
+
+
+def test_residual_prediction_in_row_bands_matches_one_piece_to_float_rounding(tiny_weights, monkeypatch):
+    net = weights.load(api.select_rate_point(MODEL, 50))
+    hyper = torch.randint(-(2**20), 2**20, (1, 2 * net.M, 41, 13), dtype=torch.int32)
+    decoded = torch.randn(1, net.M, 41, 13) * 8
+    whole = net._with_residual_prediction(hyper, decoded)
+    as_floats = net._with_residual_prediction(hyper.double() / 2**FRACTION_BITS, decoded)
+    assert torch.equal(as_floats, whole)  # int32 fixed point gives the float h_s output exactly
+    for band_rows in (1, 3, 40):
+        monkeypatch.setattr(channelwise, "LRP_BAND_ROWS", band_rows)
+        in_bands = net._with_residual_prediction(hyper, decoded)  # GEMM sizes differ: last-bit changes only
+        torch.testing.assert_close(in_bands, whole, rtol=1e-6, atol=1e-5, msg=f"bands of {band_rows} rows")
 
 
 def test_encoding_and_decoding_do_not_depend_on_the_thread_count(tiny_weights):

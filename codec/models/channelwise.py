@@ -56,7 +56,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from codec import entropy
-from codec.integer import FRACTION_BITS, IntegerSynthesis
+from codec.integer import ACTIVATION_BITS, FRACTION_BITS, IntegerSynthesis
 from codec.layers import conv
 from codec.models.base import (
     PAD_MULTIPLE,
@@ -70,7 +70,9 @@ from codec.models.meanscale import MeanScaleHyperprior
 from codec.tiling import onednn
 
 NUM_SLICES = 4
+LRP_BAND_ROWS = 64  # latent rows per band of the residual prediction (bounds its float buffers)
 _ONE = 2.0**FRACTION_BITS
+_LIMIT = float(1 << ACTIVATION_BITS)
 
 
 def entropy_parameters(in_channels: int, M: int, out_channels: int) -> nn.Sequential:
@@ -145,15 +147,15 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         return self.h_s_integer.ready and all(net.ready for net in self.entropy_parameters_integer)
 
     def _hyper(self, z_symbols: Tensor) -> Tensor:
-        """The fixed-point h_s output (scales, then means) from the integer network."""
+        """The fixed-point h_s output (scales, then means) from the integer network, as int32."""
         if not self.integer_networks_ready():
             raise RuntimeError("model has no integer entropy-parameter networks: export it with update_tables()")
         return self.h_s_integer(z_symbols)
 
     def _slice_parameters(self, i: int, support: list[Tensor]) -> tuple[Tensor, Tensor]:
-        """CDF indexes and fixed-point means of slice i from the fixed-point support."""
+        """CDF indexes and int32 fixed-point means of slice i from the int32 fixed-point support."""
         scales, means = self.entropy_parameters_integer[i].run_concatenated(support).chunk(2, dim=1)
-        return self.h_s_integer.indexes_of(scales), means
+        return self.h_s_integer.indexes_of(scales), means.clone()  # the scales' half is freed
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, coder: str = "range") -> list[bytes]:
@@ -167,9 +169,9 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         ]
         for i, y_slice in enumerate(y.cpu().chunk(NUM_SLICES, dim=1)):
             indexes, means = self._slice_parameters(i, support)
-            symbols = torch.round(y_slice.double() - means / _ONE)
-            streams.append(entropy.encode(symbols.int().numpy(), indexes.numpy(), self.tables("y"), coder))
-            support.append(symbols * _ONE + means)
+            symbols = torch.round(y_slice.double() - means.double() / _ONE).int()
+            streams.append(entropy.encode(symbols.numpy(), indexes.numpy(), self.tables("y"), coder))
+            support.append(_as_support(_fixed_point(symbols, means)))
         return streams
 
     @torch.no_grad()
@@ -180,18 +182,57 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         z_indexes = channel_indexes(*shapes["z"])
         z_symbols = entropy.decode(streams[0], z_indexes.numpy(), self.tables("z"), coder, terminated)
         support = [self._hyper(torch.from_numpy(z_symbols).view(1, *shapes["z"]))]
-        for i, stream in enumerate(streams[1:]):
+        decoded = torch.empty(1, self.M, height // 16, width // 16)  # ŷ before LRP, slice by slice
+        for i, (stream, slice_hat) in enumerate(zip(streams[1:], decoded.chunk(NUM_SLICES, dim=1), strict=True)):
             indexes, means = self._slice_parameters(i, support)
             symbols = entropy.decode(stream, indexes.numpy(), self.tables("y"), coder, terminated)
-            support.append(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]).double() * _ONE + means)
-        for k, fixed_point in enumerate(support):  # in place: each float64 tensor is freed once converted
-            support[k] = fixed_point.div_(_ONE).float()
-        del fixed_point
-        return self._with_residual_prediction(support)
+            del indexes
+            fixed_point = _fixed_point(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]), means)
+            del symbols, means
+            support.append(_as_support(fixed_point))
+            slice_hat.copy_(fixed_point.div_(_ONE))  # float64 → float32, rounded to nearest
+            del fixed_point
+        return self._with_residual_prediction(support[0], decoded)
 
-    def _with_residual_prediction(self, support: list[Tensor]) -> Tensor:
-        """ŷ for synthesis: each decoded slice plus its LRP, in float (native kernels: thread-count invariant)."""
+    def _with_residual_prediction(self, hyper: Tensor, decoded: Tensor) -> Tensor:
+        """ŷ for synthesis: each decoded slice plus its LRP, in float (native kernels: thread-count invariant).
+
+        `hyper` is the h_s output (int32 fixed point, or float), `decoded` all slices before LRP.
+        The networks run in bands of `LRP_BAND_ROWS` rows with one row of context either side
+        (their 3×3 convolution's), so an 8000×8000 image never unfolds whole activations (the
+        3×3 convolution's im2col buffer alone was 0.9 GB). A band sees the same inputs as one
+        piece; its floats can differ in the last bit (the matrix products have other sizes),
+        which reconstruction tolerates and table choice never sees. Latents of up to
+        `LRP_BAND_ROWS` rows (images up to 1024 pixels high: all of Kodak) run in one piece.
+        """
         device = self._z_medians().device
-        support = [a.to(device) for a in support]
+        rows, s = decoded.shape[2], self.slice_channels
+        y_hat = torch.empty(decoded.shape, device=device)
         with onednn(False):
-            return torch.cat([support[i + 1] + self._lrp(i, support[: i + 2]) for i in range(NUM_SLICES)], dim=1)
+            for top in range(0, rows, LRP_BAND_ROWS):
+                start, stop = max(top - 1, 0), min(top + LRP_BAND_ROWS + 1, rows)
+                kept = min(top + LRP_BAND_ROWS, rows) - top
+                hyper_band = _as_float(hyper[:, :, start:stop]).to(device)
+                decoded_band = decoded[:, :, start:stop].to(device)
+                for i in range(NUM_SLICES):
+                    band = decoded_band[:, i * s : (i + 1) * s]
+                    band = band + self._lrp(i, [hyper_band, decoded_band[:, : (i + 1) * s]])
+                    y_hat[:, i * s : (i + 1) * s, top : top + kept] = band[:, :, top - start : top - start + kept]
+        return y_hat
+
+
+def _fixed_point(symbols: Tensor, means: Tensor) -> Tensor:
+    """A decoded slice in fixed point, symbols·2^F + means, as float64 (exact: below 2^53)."""
+    return symbols.double().mul_(_ONE).add_(means)
+
+
+def _as_support(fixed_point: Tensor) -> Tensor:
+    """A fixed-point tensor as the slice networks' int32 input: saturated at ±2^ACTIVATION_BITS, as
+    `IntegerSynthesis.run` saturates its input anyway, so the integers the networks see are unchanged
+    (and int32 holds them in half the memory of float64: 1.15 GB at 8000×8000 pixels)."""
+    return fixed_point.clamp(-_LIMIT, _LIMIT).to(torch.int32)
+
+
+def _as_float(hyper: Tensor) -> Tensor:
+    """The h_s output as float32 values: int32 fixed point scaled by 2^-F (exact scaling), float as is."""
+    return hyper.float() / _ONE if hyper.dtype == torch.int32 else hyper.float()

@@ -72,7 +72,7 @@ class MeanScaleHyperprior(ScaleHyperprior):
         if not self.h_s_integer.ready:
             raise RuntimeError("model has no integer hyper-synthesis: export it with update_tables()")
         scales, means = self.h_s_integer(z_symbols).chunk(2, dim=1)
-        return self.h_s_integer.indexes_of(scales), (means / 2.0**FRACTION_BITS).float()
+        return self.h_s_integer.indexes_of(scales), means.float() / 2.0**FRACTION_BITS  # exact scaling
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, coder: str = "range") -> list[bytes]:
