@@ -162,8 +162,8 @@ class IntegerSynthesis(nn.Module):
         if a.dtype == torch.int32:
             a = a.clamp(-_INT_LIMIT, _INT_LIMIT)
         else:
-            a = a.double().clamp(-_LIMIT, _LIMIT).to(torch.int32)
-        for i in range(self.num_layers):
+            a = a.double().nan_to_num(0.0).clamp(-_LIMIT, _LIMIT).to(torch.int32)  # NaN: from a diverged model
+        for i in range(len(self.layer_kinds)):
             layer = functools.partial(self._layer_on_rows, i, a)
             a = _in_bands(layer, a.shape[2], self._rows_per_input_row(i), self._margin(i))
         return a

@@ -171,7 +171,8 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             indexes, means = self._slice_parameters(i, support)
             symbols = torch.round(y_slice.double() - means.double() / _ONE).int()
             streams.append(entropy.encode(symbols.numpy(), indexes.numpy(), self.tables("y"), coder))
-            support.append(_as_support(_fixed_point(symbols, means)))
+            if i + 1 < NUM_SLICES:  # the last slice is no one's support
+                support.append(_as_support(_fixed_point(symbols, means)))
         return streams
 
     @torch.no_grad()
@@ -189,7 +190,8 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             del indexes
             fixed_point = _fixed_point(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]), means)
             del symbols, means
-            support.append(_as_support(fixed_point))
+            if i + 1 < NUM_SLICES:
+                support.append(_as_support(fixed_point))
             slice_hat.copy_(fixed_point.div_(_ONE))  # float64 → float32, rounded to nearest
             del fixed_point
         return self._with_residual_prediction(support[0], decoded)
@@ -229,7 +231,7 @@ def _fixed_point(symbols: Tensor, means: Tensor) -> Tensor:
 def _as_support(fixed_point: Tensor) -> Tensor:
     """A fixed-point tensor as the slice networks' int32 input: saturated at ±2^ACTIVATION_BITS, as
     `IntegerSynthesis.run` saturates its input anyway, so the integers the networks see are unchanged
-    (and int32 holds them in half the memory of float64: 1.15 GB at 8000×8000 pixels)."""
+    (int32 holds them in half the memory of float64, which took 1.15 GB at 8000×8000 pixels)."""
     return fixed_point.clamp(-_LIMIT, _LIMIT).to(torch.int32)
 
 
