@@ -158,11 +158,7 @@ class IntegerSynthesis(nn.Module):
     def run(self, a: Tensor) -> Tensor:
         """The int32 fixed-point output for a fixed-point input (integers, units of 2^-F, in an int32 or
         float tensor), saturated at ±2^`ACTIVATION_BITS` like every activation."""
-        a = a.detach().cpu()
-        if a.dtype == torch.int32:
-            a = a.clamp(-_INT_LIMIT, _INT_LIMIT)
-        else:
-            a = a.double().nan_to_num(0.0).clamp(-_LIMIT, _LIMIT).to(torch.int32)  # NaN: from a diverged model
+        a = as_activation(a.detach().cpu())
         for i in range(len(self.layer_kinds)):
             layer = functools.partial(self._layer_on_rows, i, a)
             a = _in_bands(layer, a.shape[2], self._rows_per_input_row(i), self._margin(i))
@@ -230,6 +226,14 @@ class IntegerSynthesis(nn.Module):
         else:  # same dtype as the scales, or bucketize converts them: thresholds above 2^28 count alike
             thresholds = thresholds.clamp(-_INT_LIMIT - 1, _INT_LIMIT + 1).to(scales.dtype)
         return torch.bucketize(scales, thresholds, out_int32=True, right=False)
+
+
+def as_activation(a: Tensor) -> Tensor:
+    """Fixed-point integers (int32, or float holding integers) as an int32 activation, saturated at
+    ±2^`ACTIVATION_BITS` as every layer's input is; NaN (only a diverged model makes one) becomes 0."""
+    if a.dtype == torch.int32:
+        return a.clamp(-_INT_LIMIT, _INT_LIMIT)
+    return a.double().nan_to_num(0.0).clamp(-_LIMIT, _LIMIT).to(torch.int32)
 
 
 def with_float_copies(state: dict[str, Tensor]) -> dict[str, Tensor]:

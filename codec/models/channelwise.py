@@ -56,7 +56,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from codec import entropy
-from codec.integer import ACTIVATION_BITS, FRACTION_BITS, IntegerSynthesis
+from codec.integer import FRACTION_BITS, IntegerSynthesis, as_activation
 from codec.layers import conv
 from codec.models.base import (
     PAD_MULTIPLE,
@@ -72,7 +72,6 @@ from codec.tiling import onednn
 NUM_SLICES = 4
 LRP_BAND_ROWS = 64  # latent rows per band of the residual prediction (bounds its float buffers)
 _ONE = 2.0**FRACTION_BITS
-_LIMIT = float(1 << ACTIVATION_BITS)
 
 
 def entropy_parameters(in_channels: int, M: int, out_channels: int) -> nn.Sequential:
@@ -172,7 +171,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             symbols = torch.round(y_slice.double() - means.double() / _ONE).int()
             streams.append(entropy.encode(symbols.numpy(), indexes.numpy(), self.tables("y"), coder))
             if i + 1 < NUM_SLICES:  # the last slice is no one's support
-                support.append(_as_support(_fixed_point(symbols, means)))
+                support.append(as_activation(_fixed_point(symbols, means)))
         return streams
 
     @torch.no_grad()
@@ -191,7 +190,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             fixed_point = _fixed_point(torch.from_numpy(symbols).view(1, *shapes[f"y{i}"]), means)
             del symbols, means
             if i + 1 < NUM_SLICES:
-                support.append(_as_support(fixed_point))
+                support.append(as_activation(fixed_point))  # int32, as the slice networks take it: half of float64
             slice_hat.copy_(fixed_point.div_(_ONE))  # float64 → float32, rounded to nearest
             del fixed_point
         return self._with_residual_prediction(support[0], decoded)
@@ -226,13 +225,6 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
 def _fixed_point(symbols: Tensor, means: Tensor) -> Tensor:
     """A decoded slice in fixed point, symbols·2^F + means, as float64 (exact: below 2^53)."""
     return symbols.double().mul_(_ONE).add_(means)
-
-
-def _as_support(fixed_point: Tensor) -> Tensor:
-    """A fixed-point tensor as the slice networks' int32 input: saturated at ±2^ACTIVATION_BITS, as
-    `IntegerSynthesis.run` saturates its input anyway, so the integers the networks see are unchanged
-    (int32 holds them in half the memory of float64, which took 1.15 GB at 8000×8000 pixels)."""
-    return fixed_point.clamp(-_LIMIT, _LIMIT).to(torch.int32)
 
 
 def _as_float(hyper: Tensor) -> Tensor:
