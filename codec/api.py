@@ -156,7 +156,7 @@ def encode_with(
     )
     data = container.pack(header, net.compress_latent(y, coder))
     if refine_steps:  # keep the refined file only if its real loss is lower
-        y = refine.refine(net, y, padded, height, width, rate, refine_steps, mode)
+        y = refine.refine(net, y, padded, height, width, rate, refine_steps, mode, tile)
         refined = container.pack(header, net.compress_latent(y, coder))
         image = padded[:height, :width]
         data = min(data, refined, key=lambda candidate: coded_loss(net, candidate, image, tile))

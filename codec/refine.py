@@ -58,9 +58,14 @@ Choices, and why:
   converted to (ITU-R 601-2 weights, as Pillow's ``convert("L")``), so colour
   that the gray output drops costs nothing.
 
-The whole image is optimized at once, so memory grows with its size
-(``MAX_PIXELS`` bounds it); each step costs about one synthesis transform
-forward and backward.
+Each step costs about one synthesis transform forward and backward. The
+distortion term is computed in the decoder's synthesis tiles
+(``distortion_gradient``, codec/tiling.py), whose margins cover g_s's receptive
+field, so its value and gradient are the whole image's while only one tile's
+activations are held at a time. What still grows with the image is the rest:
+the entropy models' graph at latent scale, the image and Adam's state (about
+0.4 KiB per pixel with the shipped channel-wise model, benchmarks/refine.py
+``--memory``). ``MAX_PIXELS`` bounds that memory and the time.
 """
 
 from __future__ import annotations
@@ -71,12 +76,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from codec import tiling
 from codec.errors import UnsupportedImageError
 from codec.image import GRAY, RGB
 from codec.models import LatentCodecModel
 from codec.models.base import Rounding
 
-MAX_PIXELS = 2048 * 2048
+MAX_PIXELS = 4096 * 3072  # 12.6 million: a 12-megapixel photo (4032×3024 pads to 4032×3072)
 MAX_STEPS = 10_000
 TEMPERATURE_START, TEMPERATURE_END = 0.5, 0.05
 SEED = 0
@@ -133,6 +139,30 @@ def distortion(x_hat: Tensor, image: Tensor, mode: str) -> Tensor:
     return torch.mean((x_hat - image) ** 2)
 
 
+def distortion_gradient(
+    g_s: torch.nn.Module, y_hat: Tensor, image: Tensor, mode: str, tile: int = tiling.TILE
+) -> tuple[Tensor, Tensor]:
+    """The distortion of g_s(ŷ) against the (1, 3, height, width) image (``distortion``) and its
+    gradient with respect to ŷ, computed tile by tile as the decoder synthesizes (codec/tiling.py):
+    each tile's margin covers g_s's receptive field, so the tiles' pixels are the whole image's and
+    the sum of their gradients is the whole image's gradient, while only one tile's activations
+    are held for the backward pass."""
+    height, width = image.shape[2:]
+    total = y_hat.new_zeros(())
+    gradient = torch.zeros_like(y_hat)
+    for piece in tiling.synthesis_tiles(*y_hat.shape[2:], height, width, tile):
+        with torch.enable_grad():
+            latent = y_hat[:, :, piece.latent[0], piece.latent[1]].detach().requires_grad_(True)
+            x_hat = g_s(latent)[:, :, piece.kept[0], piece.kept[1]]
+            target = image[:, :, piece.pixels[0], piece.pixels[1]]
+            share = target.shape[2] * target.shape[3] / (height * width)
+            loss = distortion(x_hat, target, mode) * share
+            (piece_gradient,) = torch.autograd.grad(loss, [latent])
+        total += loss.detach()
+        gradient[:, :, piece.latent[0], piece.latent[1]] += piece_gradient
+    return total, gradient
+
+
 def refine(
     net: LatentCodecModel,
     y: Tensor,
@@ -142,12 +172,14 @@ def refine(
     lmbda: float,
     steps: int,
     mode: str = RGB,
+    tile: int = tiling.TILE,
 ) -> Tensor:
     """The latent after `steps` Adam steps from `y` on the rate–distortion loss J, rounding relaxed.
 
     `y` is the gained latent of the edge-padded uint8 image `padded` (H, W, 3),
     whose top-left `height`×`width` pixels are the image; `lmbda` is the rate
-    parameter the file is coded with (the λ of J); `mode` the colour mode it decodes to.
+    parameter the file is coded with (the λ of J); `mode` the colour mode it decodes to;
+    `tile` the synthesis tile size (pixels) of the distortion term.
     """
     check(steps, padded.shape[0], padded.shape[1])
     image = torch.from_numpy(padded[:height, :width].copy()).to(y.device).permute(2, 0, 1)[None].float() / 255
@@ -158,11 +190,15 @@ def refine(
         for step in range(steps):
             progress = step / steps
             tau = temperature(step / max(steps - 1, 1))
-            out = net.forward_latent(latent, lmbda, gumbel_rounding(tau, generator))
-            x_hat = out["x_hat"][..., :height, :width]
-            bits = sum(-torch.log2(likelihoods).sum() for likelihoods in out["likelihoods"].values())
-            loss = lmbda * 255**2 * distortion(x_hat, image, mode) + bits / (height * width)
+            y_hat, likelihoods = net.quantize_latent(latent, gumbel_rounding(tau, generator))
+            synthesis_input = net.ungained(y_hat, lmbda)
+            bits = sum(-torch.log2(values).sum() for values in likelihoods.values())
+            _, synthesis_gradient = distortion_gradient(net.g_s, synthesis_input, image, mode, tile)
             optimizer.param_groups[0]["lr"] = learning_rate(lmbda) * min(1.0, (1 - progress) / 0.9)
-            (latent.grad,) = torch.autograd.grad(loss, [latent])
+            (latent.grad,) = torch.autograd.grad(
+                [bits / (height * width), synthesis_input],
+                [latent],
+                [None, lmbda * 255**2 * synthesis_gradient],
+            )
             optimizer.step()
     return latent.detach().to(y.dtype)

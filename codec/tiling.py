@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -103,13 +104,20 @@ def _synthesize(g_s: nn.Module, y_hat: Tensor) -> Tensor:
     return x
 
 
-@torch.no_grad()
-def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int = TILE) -> np.ndarray:
-    """The top-left (height, width) of g_s(y_hat) as a uint8 (height, width, 3) array, tile by tile."""
-    rows, columns = y_hat.shape[2:]
+@dataclass(frozen=True)
+class SynthesisTile:
+    """One tile of a tiled synthesis: which latent rows and columns it reads (margin included),
+    which part of their synthesis it keeps, and where that part lies in the output image."""
+
+    latent: tuple[slice, slice]
+    kept: tuple[slice, slice]
+    pixels: tuple[slice, slice]
+
+
+def synthesis_tiles(rows: int, columns: int, height: int, width: int, tile: int = TILE) -> Iterator[SynthesisTile]:
+    """The tiles that synthesize the top-left (height, width) pixels of a (rows, columns) latent."""
     if tile % DOWNSAMPLING or height > rows * DOWNSAMPLING or width > columns * DOWNSAMPLING:
         raise ValueError("output size exceeds the latent, or tile size is not a multiple of 16")
-    image = np.empty((height, width, 3), dtype=np.uint8)
     latent_tile = tile // DOWNSAMPLING
     for top, bottom, outer_top, outer_bottom in _spans(rows, latent_tile, SYNTHESIS_MARGIN):
         pixel_top, pixel_bottom = top * DOWNSAMPLING, min(bottom * DOWNSAMPLING, height)
@@ -119,11 +127,21 @@ def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int 
             pixel_left, pixel_right = left * DOWNSAMPLING, min(right * DOWNSAMPLING, width)
             if pixel_left >= width:
                 break
-            x = _synthesize(g_s, y_hat[:, :, outer_top:outer_bottom, outer_left:outer_right])
-            row0 = (top - outer_top) * DOWNSAMPLING
-            col0 = (left - outer_left) * DOWNSAMPLING
-            x = x[0, :, row0 : row0 + pixel_bottom - pixel_top, col0 : col0 + pixel_right - pixel_left]
-            image[pixel_top:pixel_bottom, pixel_left:pixel_right] = to_uint8(x)
+            row0, col0 = (top - outer_top) * DOWNSAMPLING, (left - outer_left) * DOWNSAMPLING
+            yield SynthesisTile(
+                latent=(slice(outer_top, outer_bottom), slice(outer_left, outer_right)),
+                kept=(slice(row0, row0 + pixel_bottom - pixel_top), slice(col0, col0 + pixel_right - pixel_left)),
+                pixels=(slice(pixel_top, pixel_bottom), slice(pixel_left, pixel_right)),
+            )
+
+
+@torch.no_grad()
+def synthesis(g_s: nn.Module, y_hat: Tensor, height: int, width: int, tile: int = TILE) -> np.ndarray:
+    """The top-left (height, width) of g_s(y_hat) as a uint8 (height, width, 3) array, tile by tile."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    for piece in synthesis_tiles(*y_hat.shape[2:], height, width, tile):
+        x = _synthesize(g_s, y_hat[:, :, piece.latent[0], piece.latent[1]])
+        image[piece.pixels] = to_uint8(x[0, :, piece.kept[0], piece.kept[1]])
     return image
 
 

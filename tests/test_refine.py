@@ -86,6 +86,32 @@ def test_distortion_is_that_of_the_clipped_pixels_the_decoder_outputs():
     assert refine.distortion(white + 0.3, white, "RGB") == 0 == refine.distortion(white + 0.3, white, "L")
 
 
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_distortion_gradient_in_tiles_is_that_of_the_whole_image(mode):
+    torch.manual_seed(0)
+    g_s = ARCHITECTURES["bmshj2018-hyperprior"](8, 12).g_s.double()
+    y_hat = torch.randn(1, 12, 6, 11, dtype=torch.float64)  # 96×176 pixels; the image is 90×150
+    image = torch.from_numpy(natural_image(90, 150)).permute(2, 0, 1)[None].double() / 255
+    whole = y_hat.clone().requires_grad_(True)
+    expected = refine.distortion(g_s(whole)[..., :90, :150], image, mode)
+    (expected_gradient,) = torch.autograd.grad(expected, [whole])
+    value, gradient = refine.distortion_gradient(g_s, y_hat, image, mode, tile=32)  # 3×5 tiles, edges cut
+    assert torch.allclose(value, expected, rtol=1e-12)
+    assert torch.allclose(gradient, expected_gradient, rtol=1e-9, atol=1e-15)
+
+
+def test_refinement_in_tiles_takes_the_steps_it_takes_in_one_piece(tiny_weights):
+    image = synthetic_image(100, 150)
+    point = api.select_rate_point(api.DEFAULT_MODEL, 70)
+    net, rate = weights.load(point), api.rate_for_quality(api.DEFAULT_MODEL, 70)
+    padded = pad(image, PAD_MULTIPLE)
+    y = net.gained(net.g_a(torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255), rate)
+    tiled = refine.refine(net, y, padded, 100, 150, rate, steps=3, tile=64)  # 2×3 tiles
+    whole = refine.refine(net, y, padded, 100, 150, rate, steps=3)
+    assert not torch.equal(tiled, y)
+    assert torch.allclose(tiled, whole, atol=1e-4)
+
+
 def test_refined_gray_file_decodes_to_gray_at_a_lower_loss(shipped_default):
     gray = natural_image(128, 192)[..., 1]
     plain, refined = (api.encode(gray, quality=QUALITY, refine_steps=steps) for steps in (0, 15))

@@ -5,7 +5,8 @@ defines, symmetrically (as in CompressAI):
 
 * ``forward(x)`` for training: the reconstruction and the likelihood of every
   latent under the entropy model (uniform noise stands in for rounding). It is
-  ``forward_latent(gained(g_a(x)))``; ``forward_latent(y, rounding=...)``
+  ``forward_latent(gained(g_a(x)))``, which is ``quantize_latent`` (ŷ and
+  the likelihoods) followed by g_s; ``quantize_latent(y, rounding=...)``
   quantizes where coding does (around the same medians and means) with a
   differentiable stand-in for rounding, so that an encoder can optimize y
   itself (codec/refine.py);
@@ -94,6 +95,12 @@ class LatentCodecModel(nn.Module):
         """``forward`` from the gained latent y on. `rounding`: quantize with it around the offsets
         coding rounds around (medians, means), instead of the entropy models' own quantization
         (uniform noise in training mode)."""
+        y_hat, likelihoods = self.quantize_latent(y, rounding)
+        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": likelihoods}
+
+    def quantize_latent(self, y: Tensor, rounding: Rounding | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``forward_latent`` without the synthesis: the quantized gained latent ŷ that g_s reads
+        (after ``ungained``) and the likelihoods of every latent, by stream name."""
         raise NotImplementedError
 
     def entropy_models(self) -> dict[str, EntropyModel]:

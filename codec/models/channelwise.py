@@ -116,7 +116,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
     def _lrp(self, i: int, support: list[Tensor]) -> Tensor:
         return 0.5 * torch.tanh(self.residual_prediction[i](torch.cat(support, dim=1)))
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+    def quantize_latent(self, y: Tensor, rounding: Rounding | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.h_a(y)
         z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         hyper = self.h_s(z_hat)
@@ -132,8 +132,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
             decoded.append(slice_hat)
             likelihoods.append(slice_likelihoods)
             y_hat.append(decoded[-1] + self._lrp(i, [hyper, *decoded]).float())
-        x_hat = self.g_s(self.ungained(torch.cat(y_hat, dim=1), lmbda))
-        return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}}
+        return torch.cat(y_hat, dim=1), {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods}
 
     @torch.no_grad()
     def update_tables(self) -> None:

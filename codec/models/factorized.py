@@ -50,9 +50,9 @@ class FactorizedPrior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"y": (self.M, height // 16, width // 16)}
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+    def quantize_latent(self, y: Tensor, rounding: Rounding | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         y_hat, y_likelihoods = factorized_likelihood(self.entropy_bottleneck, y, self._medians(), rounding)
-        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods}}
+        return y_hat, {"y": y_likelihoods}
 
     def _medians(self) -> Tensor:
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)

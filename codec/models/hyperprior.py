@@ -86,12 +86,12 @@ class ScaleHyperprior(LatentCodecModel):
         assert height % PAD_MULTIPLE == 0 and width % PAD_MULTIPLE == 0
         return {"z": (self.N, height // 64, width // 64), "y": (self.M, height // 16, width // 16)}
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+    def quantize_latent(self, y: Tensor, rounding: Rounding | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.h_a(torch.abs(y))
         z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         scales = self.h_s(z_hat)
         y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, None, rounding)
-        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
     def _z_medians(self) -> Tensor:
         return self.entropy_bottleneck.quantiles[:, 0, 1].detach().view(1, -1, 1, 1)

@@ -57,12 +57,12 @@ class MeanScaleHyperprior(ScaleHyperprior):
             conv(M * 3 // 2, M * 2, kernel_size=3, stride=1),
         )  # fmt: skip
 
-    def forward_latent(self, y: Tensor, lmbda: float | None = None, rounding: Rounding | None = None) -> dict:
+    def quantize_latent(self, y: Tensor, rounding: Rounding | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         z = self.h_a(y)
         z_hat, z_likelihoods = factorized_likelihood(self.entropy_bottleneck, z, self._z_medians(), rounding)
         scales, means = self.h_s(z_hat).chunk(2, dim=1)
         y_hat, y_likelihoods = gaussian_likelihood(self.gaussian_conditional, y, scales, means, rounding)
-        return {"x_hat": self.g_s(self.ungained(y_hat, lmbda)), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+        return y_hat, {"y": y_likelihoods, "z": z_likelihoods}
 
     def integer_networks_ready(self) -> bool:
         return self.h_s_integer.ready  # the means need it: there is no float fallback
