@@ -92,6 +92,18 @@ def onednn(enabled: bool) -> Iterator[None]:
         torch.backends.mkldnn.enabled = previous
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """A region where torch runs on one CPU thread: the native convolution's matrix product (MKL's
+    sgemm on AVX-512 Xeons) splits its sums by the thread count, so its last bits depend on it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _synthesize(g_s: nn.Module, y_hat: Tensor) -> Tensor:
     """g_s with oneDNN only for its transposed convolutions (see the module docstring)."""
     if not isinstance(g_s, nn.Sequential):

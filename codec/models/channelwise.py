@@ -67,7 +67,7 @@ from codec.models.base import (
     gaussian_likelihood,
 )
 from codec.models.meanscale import MeanScaleHyperprior
-from codec.tiling import onednn
+from codec.tiling import one_thread, onednn
 
 NUM_SLICES = 4
 LRP_BAND_ROWS = 64  # latent rows per band of the residual prediction (bounds its float buffers)
@@ -195,7 +195,8 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         return self._with_residual_prediction(support[0], decoded)
 
     def _with_residual_prediction(self, hyper: Tensor, decoded: Tensor) -> Tensor:
-        """ŷ for synthesis: each decoded slice plus its LRP, in float (native kernels: thread-count invariant).
+        """ŷ for synthesis: each decoded slice plus its LRP, in float, with native kernels on one thread
+        (oneDNN and, on some CPUs, the native kernels' matrix products round by the thread count).
 
         `hyper` is the h_s output (int32 fixed point, or float), `decoded` all slices before LRP.
         The networks run in bands of `LRP_BAND_ROWS` rows with one row of context either side
@@ -208,7 +209,7 @@ class ChannelwiseAutoregressive(MeanScaleHyperprior):
         device = self._z_medians().device
         rows, s = decoded.shape[2], self.slice_channels
         y_hat = torch.empty(decoded.shape, device=device)
-        with onednn(False):
+        with onednn(False), one_thread():
             for top in range(0, rows, LRP_BAND_ROWS):
                 start, stop = max(top - 1, 0), min(top + LRP_BAND_ROWS + 1, rows)
                 kept = min(top + LRP_BAND_ROWS, rows) - top
