@@ -7,9 +7,12 @@ Every field of `Config` can be overridden as ``--name=value``. The loss is
 ``--distortion=ms-ssim`` (CompressAI's λ for that loss runs from about 2.4 to
 60), plus the entropy bottleneck's quantile loss on its own optimizer.
 
+Tensors are channels_last on every device: oneDNN's CPU convolutions are faster
+in that layout too (a step of the N=128 hyperprior, batch 8, one thread on an
+AVX-512 Xeon: 3.26 s against 3.85 s; bf16 autocast there was slower, 4.1 s).
 On CUDA the transforms run under bf16 autocast (likelihoods stay float32, see
-codec/models/base.py), TF32 is allowed, tensors are channels_last, and
-``--compile=true`` compiles the four transforms. The same code runs on the CPU.
+codec/models/base.py), TF32 is allowed, and ``--compile=true`` compiles the four
+transforms. The same code runs on the CPU.
 
 A checkpoint is written every few minutes to ``out_dir/ckpt.safetensors`` and
 training resumes from it exactly. Every ``val_every`` steps the model is
@@ -277,7 +280,7 @@ def main(argv: list[str]) -> None:
         torch.set_num_threads(config.threads)
     cuda = config.device.startswith("cuda")
     use_amp = config.amp == "bf16" or (config.amp == "auto" and cuda)
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    memory_format = torch.channels_last
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
