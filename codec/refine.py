@@ -152,7 +152,8 @@ def distortion_gradient(
     gradient = torch.zeros_like(y_hat)
     for piece in tiling.synthesis_tiles(*y_hat.shape[2:], height, width, tile):
         with torch.enable_grad():
-            latent = y_hat[:, :, piece.latent[0], piece.latent[1]].detach().requires_grad_(True)
+            latent = y_hat[:, :, piece.latent[0], piece.latent[1]].detach()
+            latent = latent.contiguous(memory_format=torch.channels_last).requires_grad_(True)  # tiling's layout
             x_hat = g_s(latent)[:, :, piece.kept[0], piece.kept[1]]
             target = image[:, :, piece.pixels[0], piece.pixels[1]]
             share = target.shape[2] * target.shape[3] / (height * width)

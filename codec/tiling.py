@@ -24,6 +24,13 @@ invariant and about twice as fast as the native ones
 Across different CPUs the float transforms may still differ by a level on
 rare pixels; the entropy-decoded latents never do (codec/integer.py).
 
+Both transforms run on channels_last (NHWC) tensors, the layout oneDNN's
+convolutions prefer: the analysis reads the (H, W, 3) pixels in that layout as
+they are, and the synthesis converts the latent to it. On a 2-core AVX-512 Xeon
+that cut the decode of a Kodak image by 28 % (hyperprior 345 → 249 ms, channel-wise
+456 → 329 ms), with the same pixels bit for bit: the synthesis gives them in either
+layout and at any thread count.
+
 Peak memory is set by the tile size, not the image: at the default 1024-pixel
 tiles the largest activation is about 90 MB at N=64 (twice that at N=128, the
 shipped default since 0.7.0); the whole latent y and the 8-bit image are the
@@ -66,7 +73,7 @@ def analysis(g_a: nn.Module, image: np.ndarray, device: str = "cpu", tile: int =
         for left, right, outer_left, outer_right in _spans(width, tile, ANALYSIS_MARGIN):
             patch = torch.tensor(image[outer_top:outer_bottom, outer_left:outer_right])
             x = patch.to(device).permute(2, 0, 1).unsqueeze(0).float().div_(255)
-            y_patch = g_a(x)
+            y_patch = g_a(x)  # channels_last already: the permuted view of (H, W, 3) pixels
             if y is None:
                 y = y_patch.new_empty(1, y_patch.shape[1], height // DOWNSAMPLING, width // DOWNSAMPLING)
             y[:, :, top // DOWNSAMPLING : bottom // DOWNSAMPLING, left // DOWNSAMPLING : right // DOWNSAMPLING] = (
@@ -109,7 +116,7 @@ def _synthesize(g_s: nn.Module, y_hat: Tensor) -> Tensor:
     if not isinstance(g_s, nn.Sequential):
         with onednn(False):
             return g_s(y_hat)
-    x = y_hat
+    x = y_hat.contiguous(memory_format=torch.channels_last)
     for layer in g_s:
         with onednn(isinstance(layer, nn.ConvTranspose2d)):
             x = layer(x)
