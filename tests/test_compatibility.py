@@ -19,6 +19,7 @@ V1_FILES = sorted((DATA / "v1").glob("*.aec"))
 RELEASE_0_3_4_FILES = sorted((DATA / "release-0.3.4").glob("*.aec"))
 PROFILE_FILE = DATA / "release-0.5.3" / "channelwise-profile.aec"
 METADATA_FILE = DATA / "release-0.6.0" / "hyperprior-metadata.aec"
+RELEASE_0_7_1_FILES = sorted((DATA / "release-0.7.1").glob("*.aec"))
 
 
 def test_there_are_version_1_files_and_0_3_4_files():
@@ -82,6 +83,25 @@ def test_a_0_6_0_file_with_a_profile_exif_and_xmp_decodes_to_its_recorded_image_
     assert decoded.info["xmp"] == METADATA_FILE.with_suffix(".xmp").read_bytes()
     expected = np.asarray(Image.open(METADATA_FILE.with_suffix(".png")), dtype=np.int16)
     assert np.abs(np.asarray(decoded, dtype=np.int16) - expected).max() <= 1
+
+
+def test_there_are_0_7_1_files_of_both_n128_models():
+    assert [p.stem for p in RELEASE_0_7_1_FILES] == ["channelwise-default", "hyperprior-q30"]
+
+
+@pytest.mark.parametrize("path", RELEASE_0_7_1_FILES, ids=lambda p: p.stem)
+def test_files_of_the_0_7_1_n128_models_decode_to_their_recorded_images(path, monkeypatch):
+    monkeypatch.delenv("AECODEC_WEIGHTS", raising=False)
+    decoded = np.asarray(codec.decode(path.read_bytes()), dtype=np.int16)
+    expected = np.asarray(Image.open(path.with_suffix(".png")), dtype=np.int16)
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded - expected).max() <= 1
+
+
+def test_the_0_7_1_default_model_file_names_the_weights_0_7_2_superseded():
+    header = codec.read_header((DATA / "release-0.7.1" / "channelwise-default.aec").read_bytes())
+    old_card = weights.DEFAULT_WEIGHTS_DIR / weights.SUPERSEDED / "0.7.1" / "minnen2020-channelwise-variable-rate.json"
+    assert header.fingerprint == bytes.fromhex(json.loads(old_card.read_text())["sha256"])[: len(header.fingerprint)]
 
 
 def test_files_made_with_superseded_weights_still_decode(tmp_path, monkeypatch):
