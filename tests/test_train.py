@@ -12,7 +12,7 @@ import codec
 from codec import weights
 from codec.models import ARCHITECTURES
 from tests.conftest import synthetic_image
-from train.train import main
+from train.train import main, sample_level
 
 
 def test_training_lowers_the_loss_and_exports_a_working_model(tmp_path, monkeypatch):
@@ -300,3 +300,20 @@ def test_a_checkpoint_saved_with_one_parameter_group_resumes_with_its_optimizer_
     assert model.gain_units.log_gain in stepped and len(stepped) > 2
     for parameter in stepped:
         assert torch.equal(regrouped.state[parameter]["exp_avg"], single.state[parameter]["exp_avg"])
+
+
+def test_lambda_levels_are_drawn_uniformly_or_in_proportion_to_level_weights(tmp_path):
+    levels = (0.002, 0.02, 0.2)
+    generator = torch.Generator().manual_seed(0)
+    uniform = [sample_level(levels, (), generator) for _ in range(3000)]
+    weighted = [sample_level(levels, (2.0, 1.0, 0.0), generator) for _ in range(3000)]
+    assert all(abs(uniform.count(level) / 3000 - 1 / 3) < 0.04 for level in levels)
+    assert abs(weighted.count(0.002) / 3000 - 2 / 3) < 0.04 and 0.2 not in weighted
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(synthetic_image(64, 64)).save(data / "a.png")
+    common = ["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--crop=64", "--batch=1", "--steps=1", f"--data={data}"]
+    for bad in ("1,1", "1,-1,1", "0,0,0"):
+        with pytest.raises(SystemExit, match="level_weights"):
+            main([*common, "--lambdas=0.002,0.02,0.2", f"--level_weights={bad}", f"--out_dir={tmp_path / 'run'}"])
