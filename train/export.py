@@ -18,14 +18,14 @@ from pathlib import Path
 from codec import weights
 from codec.models import ARCHITECTURES
 from train import checkpoint
-from train.train import training_card
+from train.train import comma_floats, training_card
 
 
 def export_checkpoint(path: Path, directory: Path) -> Path:
     """Write the exported weights and card of checkpoint `path` into `directory`; returns the card path."""
     meta, tensors = checkpoint.read(path)
     config = meta["config"]
-    levels = tuple(float(v) for v in config["lambdas"].split(",")) if config.get("lambdas") else ()
+    levels = comma_floats(config.get("lambdas", ""))
     model = ARCHITECTURES[config["arch"]](config["N"], config["M"], levels)
     model.load_weights(checkpoint.model_state(tensors))
     card = training_card(config, meta["step"], meta["extra"])

@@ -92,6 +92,11 @@ class Config:
     val_images: int = 24  # the first this many images of val_data
 
 
+def comma_floats(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (``--lambdas``, ``--level_weights``); empty for ""."""
+    return tuple(float(v) for v in text.split(",")) if text else ()
+
+
 def describe_hardware(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name()
@@ -196,8 +201,8 @@ def sample_level(levels: tuple[float, ...], weights: tuple[float, ...], generato
 
     Weights are a sampling frequency, not a loss weight, because with gradient clipping at
     norm 1 every step moves the model about equally whatever its λ (the shipped channel-wise
-    model's unclipped gradient norms, 8 crops: about 0.8 at λ 0.0018, 18 at λ 0.18), so how often a level is
-    drawn is what sets its share of the training."""
+    model's unclipped gradient norms, 8 crops: about 0.8 at λ 0.0018, 18 at λ 0.18), so how
+    often a level is drawn is what sets its share of the training."""
     if not weights:
         return levels[int(torch.randint(len(levels), (), generator=generator))]
     return levels[int(torch.multinomial(torch.tensor(weights, dtype=torch.float64), 1, generator=generator))]
@@ -302,8 +307,7 @@ def main(argv: list[str]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "ckpt.safetensors"
 
-    levels = tuple(float(v) for v in config.lambdas.split(",")) if config.lambdas else ()
-    level_weights = tuple(float(v) for v in config.level_weights.split(",")) if config.level_weights else ()
+    levels, level_weights = comma_floats(config.lambdas), comma_floats(config.level_weights)
     if level_weights and (len(level_weights) != len(levels) or min(level_weights) < 0 or sum(level_weights) <= 0):
         raise SystemExit("train: --level_weights needs one non-negative weight per λ level of --lambdas, not all 0")
     model = ARCHITECTURES[config.arch](config.N, config.M, levels).to(config.device)
