@@ -317,3 +317,54 @@ def test_lambda_levels_are_drawn_uniformly_or_in_proportion_to_level_weights(tmp
     for bad in ("1,1", "1,-1,1", "0,0,0"):
         with pytest.raises(SystemExit, match="level_weights"):
             main([*common, "--lambdas=0.002,0.02,0.2", f"--level_weights={bad}", f"--out_dir={tmp_path / 'run'}"])
+
+
+def test_the_weight_average_follows_each_step_with_its_decay():
+    from train.average import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    start = model.weight.detach().clone()
+    average = WeightAverage(model, decay=0.75)
+    with torch.no_grad():
+        model.weight.add_(4.0)
+    average.update(model)
+    assert torch.allclose(average.state_dict(model)["weight"], start + 1.0)
+    assert torch.equal(average.state_dict(model)["bias"], model.bias)  # unchanged parameters stay put
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_a_run_with_a_weight_average_resumes_it_and_exports_it_or_the_last_step(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from train import checkpoint
+    from train.export import export_checkpoint
+    from train.transfer import slim
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_image(64, 64, seed=i)).save(data / f"{i}.png")
+    run, ckpt = tmp_path / "run", tmp_path / "run" / "ckpt.safetensors"
+    common = ["--arch=bmshj2018-factorized", "--N=8", "--M=12", "--crop=64", "--batch=2", "--lr=1e-2", "--warmup=1",
+              "--average_decay=0.5", f"--data={data}", f"--out_dir={run}"]  # fmt: skip
+    main([*common, "--steps=3"])
+    meta, tensors = checkpoint.read(ckpt)
+    average = checkpoint.average_state(tensors)
+    assert average and not all(torch.equal(v, tensors[f"model.{k}"]) for k, v in average.items())
+
+    # Zero the saved average: one more step must halve the new weights, so the run resumed it.
+    save_file(tensors | {f"average.{k}": torch.zeros_like(v) for k, v in average.items()}, str(ckpt),
+              metadata={"checkpoint": json.dumps(meta)})  # fmt: skip
+    main([*common, "--steps=4"])
+    _, tensors = checkpoint.read(ckpt)
+    for name, value in checkpoint.average_state(tensors).items():
+        assert torch.allclose(value, tensors[f"model.{name}"] / 2)
+
+    slimmed = slim(ckpt, tmp_path / "back" / "run.safetensors")
+    name = "g_s.0.weight"
+    for last, expected in ((False, tensors[f"average.{name}"]), (True, tensors[f"model.{name}"])):
+        card_path = export_checkpoint(slimmed, tmp_path / f"export-{last}", last=last)
+        assert torch.equal(load_file(str(card_path.with_suffix(".safetensors")))[name], expected)
+        exported = json.loads(card_path.read_text())["training"]["exported_weights"]
+        assert exported == ("last step" if last else "moving average, decay 0.5")

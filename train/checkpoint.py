@@ -1,8 +1,9 @@
 """Training checkpoints as safetensors plus JSON metadata (no pickle).
 
 A checkpoint holds the model, both optimizers' state tensors, the data RNG
-state and, in its metadata, the step, the configuration and the optimizers'
-hyper-parameters, so that training resumes exactly where it stopped.
+state, the weight average if the run keeps one (train/average.py) and, in its
+metadata, the step, the configuration and the optimizers' hyper-parameters, so
+that training resumes exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from train.average import WeightAverage
+
 MODEL = "model."  # prefix of the model's tensors; the others are optimizer state and RNG states
+AVERAGE = "average."  # prefix of the weight average's tensors (parameters only)
 
 
 def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -65,10 +69,20 @@ def _regrouped(saved: list[dict], optimizer: torch.optim.Optimizer) -> list[dict
 
 
 def save(
-    path: Path, model, optimizer, aux_optimizer, generator: torch.Generator, step: int, config: dict, extra: dict
+    path: Path,
+    model,
+    optimizer,
+    aux_optimizer,
+    generator: torch.Generator,
+    step: int,
+    config: dict,
+    extra: dict,
+    average: WeightAverage | None = None,
 ) -> None:
     """Write a checkpoint atomically (temporary file, then rename)."""
     tensors = {f"{MODEL}{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors |= {f"{AVERAGE}{k}": v.contiguous() for k, v in average.tensors.items()}
     opt_tensors, opt_meta = _optimizer_tensors("optimizer", optimizer)
     aux_tensors, aux_meta = _optimizer_tensors("aux_optimizer", aux_optimizer)
     tensors.update(opt_tensors)
@@ -90,15 +104,29 @@ def read(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     return json.loads(metadata["checkpoint"]), load_file(str(path))
 
 
-def model_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The model's state dict among a checkpoint's tensors."""
-    return {k.removeprefix(MODEL): v for k, v in tensors.items() if k.startswith(MODEL)}
+def model_state(tensors: dict[str, torch.Tensor], averaged: bool = False) -> dict[str, torch.Tensor]:
+    """The model's state dict among a checkpoint's tensors: the last step's weights or, with
+    `averaged` and if the run kept one, their average."""
+    state = {k.removeprefix(MODEL): v for k, v in tensors.items() if k.startswith(MODEL)}
+    if averaged:
+        state |= average_state(tensors)
+    return state
 
 
-def load(path: Path, model, optimizer, aux_optimizer, generator: torch.Generator) -> tuple[int, dict, dict]:
-    """Restore a checkpoint in place; returns (step, config, extra)."""
+def average_state(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The weight average's tensors among a checkpoint's (empty if the run kept none)."""
+    return {k.removeprefix(AVERAGE): v for k, v in tensors.items() if k.startswith(AVERAGE)}
+
+
+def load(
+    path: Path, model, optimizer, aux_optimizer, generator: torch.Generator, average: WeightAverage | None = None
+) -> tuple[int, dict, dict]:
+    """Restore a checkpoint in place; returns (step, config, extra). A run that starts keeping a
+    weight average on resuming a checkpoint without one starts it from the checkpoint's weights."""
     meta, tensors = read(path)
     model.load_weights(model_state(tensors))
+    if average is not None:
+        average.load(average_state(tensors) or {k: p.detach() for k, p in model.named_parameters()})
     _load_optimizer("optimizer", optimizer, tensors, meta["optimizer"])
     _load_optimizer("aux_optimizer", aux_optimizer, tensors, meta["aux_optimizer"])
     generator.set_state(tensors["rng.data"])

@@ -43,6 +43,7 @@ from codec.integer import with_float_copies
 from codec.layers import GainUnits
 from codec.models import ARCHITECTURES
 from train import checkpoint, validate
+from train.average import WeightAverage
 from train.data import ImageFolder
 
 
@@ -76,6 +77,8 @@ class Config:
     gain_lr_scale: float = 20.0  # gain units learn at this multiple of lr: a fine-tune's small lr barely moves them
     aux_lr: float = 1e-3
     clip: float = 1.0
+    average_decay: float = 0.0  # keep an exponential moving average of the weights (train/average.py) with
+    # this decay, e.g. 0.998, and export it instead of the last step's weights; 0 = off
     threads: int = 0  # torch CPU threads; 0 = torch's default
     device: str = "cuda" if torch.cuda.is_available() else "cpu"
     seed: int = 0
@@ -266,8 +269,9 @@ def write_validation(path: Path, step: int, result: dict[str, float]) -> None:
         writer.writerow([step, *result.values()])
 
 
-def training_card(config: dict, step: int, extra: dict) -> dict:
-    """The ``training`` section of an exported model card, from a run's configuration and progress."""
+def training_card(config: dict, step: int, extra: dict, averaged: bool = False) -> dict:
+    """The ``training`` section of an exported model card, from a run's configuration and progress;
+    `averaged`: the exported weights are the run's weight average, not its last step's."""
     init = extra.get("init")
     init = describe_init(init) if isinstance(init, str) else init  # older checkpoints kept the path
     return {
@@ -283,6 +287,7 @@ def training_card(config: dict, step: int, extra: dict) -> dict:
             "hours": round(extra["seconds"] / 3600, 3),
             "images_per_second": round(extra["images_seen"] / max(extra["seconds"], 1e-9), 2),
             "initialized_from": init,
+            "exported_weights": f"moving average, decay {config.get('average_decay'):g}" if averaged else "last step",
             "config": config,
         }
     }
@@ -316,8 +321,9 @@ def main(argv: list[str]) -> None:
     print(f"train: {len(dataset)} images ({dataset.skipped} smaller than {config.crop}² skipped)", file=sys.stderr)
 
     step, extra = 0, {"seconds": 0.0, "images_seen": 0, "init": describe_init(config.init)}
+    average = WeightAverage(model, config.average_decay) if config.average_decay else None
     if ckpt_path.exists():
-        step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator)
+        step, _, extra = checkpoint.load(ckpt_path, model, optimizer, aux_optimizer, dataset.generator, average)
         print(f"train: resumed from {ckpt_path} at step {step}", file=sys.stderr)
     elif config.init:
         partial = initialize_from(model, config.init)
@@ -325,6 +331,8 @@ def main(argv: list[str]) -> None:
             extra["init"] = {**(extra["init"] or {}), "partial": partial}
             print(f"train: {config.init} is another architecture: initialized {', '.join(partial)} from it",
                   file=sys.stderr)  # fmt: skip
+        if average is not None:
+            average.load({k: p.detach() for k, p in model.named_parameters()})
     extra["hardware"] = describe_hardware(config.device)  # this invocation's; the card names the last one
     model.to(config.device, memory_format=memory_format).train()
     if config.compile:
@@ -362,6 +370,8 @@ def main(argv: list[str]) -> None:
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_amp):
                 terms = rate_distortion(model, x, lmbda, config.distortion)
             aux = optimization_step(model, terms["loss"], optimizer, aux_optimizer, config.clip)
+            if average is not None:
+                average.update(model)
             step += 1
             extra["images_seen"] += config.batch
             bar.update()
@@ -396,19 +406,22 @@ def main(argv: list[str]) -> None:
                     step,
                     dataclasses.asdict(config),
                     extra,
+                    average,
                 )
                 last_ckpt = time.time()
         bar.close()
     extra["seconds"] = seconds_before + time.time() - started
     checkpoint.save(
-        ckpt_path, model, optimizer, aux_optimizer, dataset.generator, step, dataclasses.asdict(config), extra
+        ckpt_path, model, optimizer, aux_optimizer, dataset.generator, step, dataclasses.asdict(config), extra, average
     )
 
     if config.export_dir:
+        if average is not None:
+            model.load_weights(average.state_dict(model))
         card_path = weights.export(
             model,
             None if levels else config.lmbda,
             Path(config.export_dir),
-            training_card(dataclasses.asdict(config), step, extra),
+            training_card(dataclasses.asdict(config), step, extra, averaged=average is not None),
         )
         print(f"train: exported {card_path}", file=sys.stderr)

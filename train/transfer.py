@@ -14,8 +14,8 @@ CDF tables and other buffers exact, drops the integer networks (rebuilt at expor
 network that the weights file holds only as its integer copy is derived from it first), and
 copies the model card, which names the original weights and their training.
 
-``slim`` keeps a checkpoint's model tensors and metadata and drops the optimizer and RNG
-state, writing ``DIR/<run>.safetensors`` for ``<run>/ckpt.safetensors``. It is for
+``slim`` keeps a checkpoint's model tensors, its weight average if any, and metadata, and
+drops the optimizer and RNG state, writing ``DIR/<run>.safetensors`` for ``<run>/ckpt.safetensors``. It is for
 ``python -m train.export``, which turns it into shipped weights; training does not resume
 from it (export it and start a new run with ``--init``).
 """
@@ -56,10 +56,10 @@ def half(weights_path: Path, out: Path) -> Path:
 
 
 def slim(checkpoint_path: Path, out: Path) -> Path:
-    """Write `checkpoint_path`'s model tensors and metadata, without optimizer state, to `out`."""
+    """Write `checkpoint_path`'s model tensors (and weight average) and metadata, without optimizer state, to `out`."""
     meta, tensors = checkpoint.read(checkpoint_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = {k: v for k, v in tensors.items() if k.startswith(checkpoint.MODEL)}
+    model = {k: v for k, v in tensors.items() if k.startswith((checkpoint.MODEL, checkpoint.AVERAGE))}
     save_file(model, str(out), metadata={"checkpoint": json.dumps(meta)})
     return out
 
