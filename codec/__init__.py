@@ -17,7 +17,7 @@ from codec.api import DEFAULT_MODEL, DEFAULT_QUALITY, decode, encode, lambda_for
 from codec.container import Header
 from codec.errors import AecError, AecWarning, FormatError, MetadataError, UnsupportedImageError, WeightsError
 
-__version__ = "0.7.4"
+__version__ = "0.7.5"
 
 __all__ = [
     "DEFAULT_MODEL",
