@@ -15,9 +15,10 @@ network that the weights file holds only as its integer copy is derived from it 
 copies the model card, which names the original weights and their training.
 
 ``slim`` keeps a checkpoint's model tensors, its weight average if any, and metadata, and
-drops the optimizer and RNG state, writing ``DIR/<run>.safetensors`` for ``<run>/ckpt.safetensors``. It is for
-``python -m train.export``, which turns it into shipped weights; training does not resume
-from it (export it and start a new run with ``--init``).
+drops the optimizer and RNG state, writing ``DIR/<run>.safetensors`` for
+``<run>/ckpt.safetensors``. It is for ``python -m train.export``, which turns it into
+shipped weights; training does not resume from it (export it and start a new run with
+``--init``).
 """
 
 from __future__ import annotations
